@@ -1,0 +1,158 @@
+"""Every table. Times are stored as naive UTC and returned as aware UTC on both databases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+import audit.db  # noqa: F401  (applies the naming convention before any table is declared)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC-aware values")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    username: str = Field(max_length=64, sa_column_kwargs={"unique": True}, index=False)
+    display_name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=255)
+    roles: list[str] = _json_list()
+    npi: str | None = Field(default=None, max_length=10)
+    credential: str | None = Field(default=None, max_length=20)
+    credential_active: bool = True
+    is_active: bool = True
+    failed_signins: int = 0
+    failed_signings: int = 0
+    locked_until: datetime | None = _utc(nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored only as its SHA-256 so a database read cannot replay it."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    user_id: str = Field(foreign_key="app_user.id", index=True, max_length=36)
+    issued_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = _utc(nullable=True)
+
+
+class Encounter(SQLModel, table=True):
+    __tablename__ = "encounter"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_encounter_source_external_id"),
+        Index("ix_encounter_provider_dos", "rendering_provider_id", "date_of_service"),
+        Index("ix_encounter_dos", "date_of_service"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    source: str = Field(default="manual", max_length=64)
+    external_id: str = Field(max_length=128)
+    patient_ref: str = Field(max_length=128)
+    date_of_service: date
+    rendering_provider_id: str = Field(foreign_key="app_user.id", max_length=36)
+    supervising_provider_ids: list[str] = _json_list()
+    status: str = Field(default="open", max_length=16, index=True)
+    created_by: str = Field(foreign_key="app_user.id", max_length=36)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class CodeLine(SQLModel, table=True):
+    """The current version of a code line. Every earlier version lives in the ledger's before/after."""
+
+    __tablename__ = "code_line"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    encounter_id: str = Field(foreign_key="encounter.id", index=True, max_length=36)
+    system: str = Field(max_length=16)
+    code: str = Field(max_length=16)
+    modifiers: list[str] = _json_list()
+    units: int = 1
+    diagnosis_pointers: list[int] = _json_list()
+    version: int = 1
+    status: str = Field(default="active", max_length=16)
+    entered_by: str = Field(foreign_key="app_user.id", max_length=36, index=True)
+    entered_role: str = Field(max_length=16)
+    delegation_id: str | None = Field(default=None, max_length=36)
+    entered_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    changed_by: str = Field(foreign_key="app_user.id", max_length=36)
+    changed_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    void_reason: str | None = Field(default=None, max_length=500)
+
+
+class LedgerEvent(SQLModel, table=True):
+    """One audit event. `payload` is the exact hashed bytes; the other columns are indexed copies."""
+
+    __tablename__ = "ledger_event"
+    __table_args__ = (
+        Index("ix_ledger_event_encounter_seq", "encounter_id", "seq"),
+        Index("ix_ledger_event_provider_ts", "provider_id", "ts"),
+        Index("ix_ledger_event_type_ts", "type", "ts"),
+        Index("ix_ledger_event_actor_ts", "actor_id", "ts"),
+        Index("ix_ledger_event_ts", "ts"),
+        UniqueConstraint("event_id", name="uq_ledger_event_event_id"),
+    )
+
+    log_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    event_id: str = Field(max_length=36)
+    ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    type: str = Field(max_length=64)
+    actor_id: str | None = Field(default=None, max_length=36)
+    actor_role: str | None = Field(default=None, max_length=64)
+    on_behalf_of: str | None = Field(default=None, max_length=36)
+    subject_type: str | None = Field(default=None, max_length=32)
+    subject_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    encounter_id: str | None = Field(default=None, max_length=36)
+    provider_id: str | None = Field(default=None, max_length=36)
+    outcome: str = Field(max_length=16)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    chain_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
