@@ -1,0 +1,229 @@
+"""Code lines: add, change (optimistic concurrency on the line version), void with a reason.
+
+Nothing is updated without the ledger recording the before and after in the same transaction,
+and nothing is deleted: a removal voids the line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from audit.codesets.formats import CodeFormatError, normalize_code, normalize_modifiers, normalize_system
+from audit.encounter.schemas import CodeLineCreate, CodeLinePatch, ReasonIn
+from audit.encounter.service import _on_behalf, acting_user, load_encounter
+from audit.encounter.views import line_state
+from audit.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PreconditionRequired
+from audit.ledger import service as ledger
+from audit.ledger.events import EventDraft
+from audit.models import CodeLine, Encounter, utcnow
+from audit.policy.guard import Grant, Target, authorize
+from audit.principal import CurrentUser
+
+
+def parse_if_match(value: str | None) -> int:
+    """`If-Match: "3"` (quotes and a weak prefix tolerated) -> 3; 428 when absent."""
+    if value is None or not value.strip():
+        raise PreconditionRequired('If-Match header with the line version is required, e.g. If-Match: "1"')
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidInput("If-Match", f"If-Match must be a line version number in quotes, got {value!r}")
+    return int(text)
+
+
+def _validated(system: str, code: str, modifiers: list[str]) -> tuple[str, str, list[str]]:
+    try:
+        canonical = normalize_system(system)
+        return canonical, normalize_code(canonical, code), normalize_modifiers(modifiers)
+    except CodeFormatError as exc:
+        raise InvalidInput(exc.field, exc.message) from exc
+
+
+def _authorize_write(
+    session: Session,
+    user: CurrentUser,
+    action: str,
+    encounter: Encounter,
+    subject_id: str | None,
+    on_behalf_of: str | None,
+) -> tuple[Grant, CurrentUser, CurrentUser | None]:
+    actor_user, via = acting_user(session, user, on_behalf_of)
+    target = Target("code_line", subject_id, encounter.id, encounter.rendering_provider_id)
+    grant = authorize(
+        actor_user, action, target, rendering_provider_id=encounter.rendering_provider_id, via=via
+    )
+    return grant, actor_user, via
+
+
+def _event(
+    action: str,
+    grant: Grant,
+    actor_user: CurrentUser,
+    via: CurrentUser | None,
+    encounter: Encounter,
+    line: CodeLine,
+    **kw: Any,
+) -> EventDraft:
+    return EventDraft(
+        type=action,
+        actor=via.actor("integration") if via else actor_user.actor(grant.role),
+        on_behalf_of=_on_behalf(grant, actor_user, via),
+        subject_type="code_line",
+        subject_id=line.id,
+        encounter_id=encounter.id,
+        provider_id=encounter.rendering_provider_id,
+        policy=grant.policy,
+        **kw,
+    )
+
+
+def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> CodeLine:
+    encounter = load_encounter(session, encounter_id, for_update=True)
+    system, code, modifiers = _validated(data.system, data.code, data.modifiers)
+    grant, actor_user, via = _authorize_write(session, user, "code.add", encounter, None, data.on_behalf_of)
+    now = utcnow()
+    line = CodeLine(
+        encounter_id=encounter.id,
+        system=system,
+        code=code,
+        modifiers=modifiers,
+        units=data.units,
+        diagnosis_pointers=list(data.diagnosis_pointers),
+        entered_by=actor_user.id,
+        entered_role=grant.role,
+        delegation_id=grant.delegation_id,
+        entered_at=now,
+        changed_by=actor_user.id,
+        changed_at=now,
+    )
+    _check_pointers(session, encounter, line)
+    session.add(line)
+    session.flush()
+    ledger.append_one(
+        session,
+        _event(
+            "code.add", grant, actor_user, via, encounter, line, reason=data.reason, after=line_state(line)
+        ),
+    )
+    return line
+
+
+def _load_line(session: Session, encounter: Encounter, line_id: str) -> CodeLine:
+    line = session.exec(
+        select(CodeLine).where(CodeLine.id == line_id, CodeLine.encounter_id == encounter.id)
+    ).first()
+    if line is None:
+        raise NotFound(f"code line {line_id} not found on encounter {encounter.id}")
+    return line
+
+
+def change_code(
+    session: Session,
+    *,
+    user: CurrentUser,
+    encounter_id: str,
+    line_id: str,
+    if_match: str | None,
+    data: CodeLinePatch,
+) -> CodeLine:
+    encounter = load_encounter(session, encounter_id, for_update=True)
+    line = _load_line(session, encounter, line_id)
+    expected = parse_if_match(if_match)
+    grant, actor_user, via = _authorize_write(
+        session, user, "code.change", encounter, line.id, data.on_behalf_of
+    )
+    if line.status != "active":
+        raise Conflict(f"code line {line.id} is voided and cannot change", field="line_id")
+    if expected != line.version:
+        raise PreconditionFailed(
+            f"code line {line.id} is at version {line.version}, not {expected}; reload and retry",
+            current_version=line.version,
+        )
+    before = line_state(line)
+    _, code, modifiers = _validated(
+        line.system,
+        data.code if data.code is not None else line.code,
+        data.modifiers if data.modifiers is not None else list(line.modifiers),
+    )
+    line.code, line.modifiers = code, modifiers
+    if data.units is not None:
+        line.units = data.units
+    if data.diagnosis_pointers is not None:
+        line.diagnosis_pointers = list(data.diagnosis_pointers)
+    if line_state(line) == before:
+        raise InvalidInput("body", "the change leaves the line as it is; send at least one changed field")
+    _check_pointers(session, encounter, line)
+    line.version += 1
+    line.changed_by, line.changed_at = actor_user.id, utcnow()
+    session.add(line)
+    session.flush()
+    ledger.append_one(
+        session,
+        _event(
+            "code.change",
+            grant,
+            actor_user,
+            via,
+            encounter,
+            line,
+            reason=data.reason,
+            before=before,
+            after=line_state(line),
+        ),
+    )
+    return line
+
+
+def void_code(
+    session: Session, *, user: CurrentUser, encounter_id: str, line_id: str, data: ReasonIn
+) -> CodeLine:
+    encounter = load_encounter(session, encounter_id, for_update=True)
+    line = _load_line(session, encounter, line_id)
+    grant, actor_user, via = _authorize_write(
+        session, user, "code.void", encounter, line.id, data.on_behalf_of
+    )
+    if line.status != "active":
+        raise Conflict(f"code line {line.id} is already voided", field="line_id")
+    before = line_state(line)
+    line.status, line.void_reason = "voided", data.reason
+    line.version += 1
+    line.changed_by, line.changed_at = actor_user.id, utcnow()
+    session.add(line)
+    session.flush()
+    ledger.append_one(
+        session,
+        _event(
+            "code.void",
+            grant,
+            actor_user,
+            via,
+            encounter,
+            line,
+            reason=data.reason,
+            before=before,
+            after=line_state(line),
+        ),
+    )
+    return line
+
+
+def _check_pointers(session: Session, encounter: Encounter, line: CodeLine) -> None:
+    """Diagnosis pointers are 1-based positions in the encounter's active ICD-10-CM lines."""
+    if not line.diagnosis_pointers:
+        return
+    if line.system.startswith("ICD-10"):
+        raise InvalidInput(
+            "diagnosis_pointers", "diagnosis pointers belong on procedure lines, not diagnoses"
+        )
+    diagnoses = session.exec(
+        select(CodeLine.id).where(
+            CodeLine.encounter_id == encounter.id, CodeLine.status == "active", CodeLine.system == "ICD-10-CM"
+        )
+    ).all()
+    for i, pointer in enumerate(line.diagnosis_pointers):
+        if pointer < 1 or pointer > len(diagnoses):
+            raise InvalidInput(
+                f"diagnosis_pointers[{i}]",
+                f"pointer {pointer} does not name one of the encounter's {len(diagnoses)} active diagnoses",
+            )
