@@ -1,0 +1,161 @@
+"""The `audit` command line. Each command is one unit of work (one transaction)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audit.config import get_settings
+
+app = typer.Typer(help="Coding responsibility audit trail", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+user_app = typer.Typer(help="Users", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+console = Console()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from audit.migrate import upgrade
+
+    upgrade()
+    console.print(f"[green]schema up to date[/green] ({_safe_url()})")
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed the demo organisation if the database is empty")
+    ] = False,
+) -> None:
+    """Upgrade the schema, then serve the API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from audit.migrate import upgrade
+
+    upgrade()
+    if demo:
+        _seed_demo(only_if_empty=True)
+    console.print(f"Serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)")
+    uvicorn.run("audit.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo() -> None:
+    """Seed a small realistic organisation and print the sign-in names and passwords."""
+    from audit.migrate import upgrade
+
+    upgrade()
+    _seed_demo(only_if_empty=False)
+
+
+def _seed_demo(*, only_if_empty: bool) -> None:
+    from audit.demo import DEMO_PASSWORDS, seed_demo
+
+    if get_settings().env == "production":
+        console.print("[red]refusing to seed demo users with published passwords in production[/red]")
+        raise typer.Exit(2)
+    created = seed_demo(only_if_empty=only_if_empty)
+    if not created:
+        console.print("Demo data already present; sign in with the passwords printed when it was created.")
+        return
+    table = Table(title="Demo sign-ins (development only)")
+    for column in ("username", "roles", "password"):
+        table.add_column(column)
+    for username, roles in created:
+        table.add_row(username, ", ".join(roles), DEMO_PASSWORDS[roles[0]])
+    console.print(table)
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[list[str], typer.Option("--role", help="Role; repeat for several")],
+    display_name: Annotated[str | None, typer.Option(help="Printed name")] = None,
+    npi: Annotated[str | None, typer.Option(help="Provider NPI (10 digits)")] = None,
+    credential: Annotated[str | None, typer.Option(help="MD, DO, NP, PA ...")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin")
+    ] = False,
+) -> None:
+    """Create a user (bootstraps the first admin). The event names the CLI as the actor."""
+    from pydantic import ValidationError
+
+    from audit.ledger.events import Actor
+    from audit.uow import unit_of_work
+    from audit.user.schemas import UserCreate
+    from audit.user.service import create_user
+
+    if not password_stdin:
+        console.print("[red]--password-stdin is required (passwords never go on the command line)[/red]")
+        raise typer.Exit(2)
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        data = UserCreate(
+            username=username,
+            password=password,
+            display_name=display_name or username,
+            roles=role,
+            npi=npi,
+            credential=credential,
+        )
+    except ValidationError as exc:
+        for err in exc.errors():
+            console.print(f"[red]{'.'.join(str(p) for p in err['loc'])}: {err['msg']}[/red]")
+        raise typer.Exit(2) from exc
+    with domain_errors_exit(), unit_of_work() as session:
+        user = create_user(session, data=data, actor=Actor(id=None, role="cli", username="cli"))
+        console.print(f"created user [bold]{user.username}[/bold] id={user.id} roles={','.join(user.roles)}")
+
+
+@contextmanager
+def domain_errors_exit() -> Iterator[None]:
+    """Map domain errors to a red message and exit status 1 (the CLI's one error handler)."""
+    from audit.errors import DomainError
+
+    try:
+        yield
+    except DomainError as exc:
+        console.print(f"[red]{exc.kind}: {exc.detail}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def verify() -> None:
+    """Recompute every ledger hash; exit 1 naming the first bad seq."""
+    from audit.ledger import service as ledger
+    from audit.uow import unit_of_work
+
+    with unit_of_work() as session:
+        result = ledger.verify(session)
+    if result.ok:
+        console.print(
+            f"[green]OK[/green]: {result.events_checked} events, head seq {result.head_seq}, "
+            f"chain {result.chain_hash.hex()}"
+        )
+        return
+    console.print(
+        f"[red]FAIL[/red]: first bad seq {result.first_bad_seq}: {result.problem} "
+        f"({result.events_checked} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
