@@ -11,13 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from audit.codesets.cli import app as codesets_app
 from audit.config import get_settings
 
 app = typer.Typer(help="Coding responsibility audit trail", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 user_app = typer.Typer(help="Users", no_args_is_help=True)
+policy_app = typer.Typer(help="Access policies and compliance parameters", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(policy_app, name="policy")
+app.add_typer(codesets_app, name="codesets")
 console = Console()
 
 
@@ -134,6 +138,41 @@ def domain_errors_exit() -> Iterator[None]:
     except DomainError as exc:
         console.print(f"[red]{exc.kind}: {exc.detail}[/red]")
         raise typer.Exit(1) from exc
+
+
+@policy_app.command("check")
+def policy_check(
+    policies_dir: Annotated[
+        str | None, typer.Argument(help="Folder to check (default: the configured one)")
+    ] = None,
+) -> None:
+    """Validate the Cedar policies against the schema and run the decision table."""
+    from pathlib import Path
+
+    from audit.policy.compliance import PolicyError
+    from audit.policy.engine import PolicyEngine, load_decision_cases
+
+    folder = Path(policies_dir) if policies_dir else get_settings().resolved_policies_dir
+    try:
+        engine = PolicyEngine.load(folder)
+    except PolicyError as exc:
+        console.print(f"[red]invalid policy folder {folder}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    table = folder / "tests" / "decisions.yaml"
+    try:
+        rows = len(load_decision_cases(table))
+        failures = engine.check_decision_table(table)
+    except PolicyError as exc:
+        console.print(f"[red]decision table {table}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    for failure in failures:
+        console.print(f"[red]FAIL[/red] {failure}")
+    if failures or not rows:
+        console.print(f"[red]{len(failures)} of {rows} decisions failed[/red] (policy {engine.version})")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]OK[/green]: policy {engine.version}, {len(engine.rule_files)} rules, {rows} decisions pass"
+    )
 
 
 @app.command()

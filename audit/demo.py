@@ -9,11 +9,14 @@ from datetime import date, timedelta
 
 from sqlmodel import Session, select
 
+from audit.attestation.service import attest
+from audit.delegation.schemas import DelegationCreate
+from audit.delegation.service import grant_delegation
 from audit.encounter.codes import add_code, change_code, void_code
 from audit.encounter.schemas import CodeLineCreate, CodeLinePatch, EncounterCreate, ReasonIn
 from audit.encounter.service import create_encounter
 from audit.ledger.events import Actor
-from audit.models import User
+from audit.models import User, utcnow
 from audit.principal import CurrentUser
 from audit.uow import unit_of_work
 from audit.user.schemas import UserCreate
@@ -93,6 +96,7 @@ def seed_demo(*, only_if_empty: bool) -> list[tuple[str, list[str]]]:
         if only_if_empty and session.exec(select(User)).first() is not None:
             return []
         users = _users(session)
+        _delegations(session, users)
         _encounters(session, users)
         return [(u.username, sorted(u.roles)) for u in users.values()]
 
@@ -117,13 +121,36 @@ def _users(session: Session) -> dict[str, User]:
     return users
 
 
-def _encounters(session: Session, users: dict[str, User]) -> None:
-    today = date.today()
-    for n, (provider, coder, days_ago, lines) in enumerate(VISITS, start=1):
-        coder_user = CurrentUser.of(users[coder])
-        encounter = create_encounter(
+# (provider, coder, code systems)
+DELEGATIONS = [
+    ("dr.okafor", "coder.chen", ["CPT", "HCPCS", "ICD-10-CM", "ICD-10-PCS"]),
+    ("dr.lindqvist", "coder.patel", ["CPT", "HCPCS", "ICD-10-CM", "ICD-10-PCS"]),
+    ("np.reyes", "coder.chen", ["CPT", "HCPCS", "ICD-10-CM"]),
+]
+
+
+def _delegations(session: Session, users: dict[str, User]) -> None:
+    for provider, coder, systems in DELEGATIONS:
+        grant_delegation(
             session,
             user=CurrentUser.of(users[provider]),
+            data=DelegationCreate(
+                coder_id=users[coder].id,
+                code_systems=systems,
+                valid_from=utcnow() - timedelta(days=90),
+                valid_until=utcnow() + timedelta(days=365),
+            ),
+        )
+
+
+def _encounters(session: Session, users: dict[str, User]) -> None:
+    """Coders code each visit under delegation; providers attest some (one late); one is amended."""
+    today = date.today()
+    for n, (provider, coder, days_ago, lines) in enumerate(VISITS, start=1):
+        coder_user, provider_user = CurrentUser.of(users[coder]), CurrentUser.of(users[provider])
+        encounter = create_encounter(
+            session,
+            user=coder_user,
             data=EncounterCreate(
                 external_id=f"DEMO-{today:%Y%m%d}-{n:03d}",
                 patient_ref=f"MRN-{4100 + n}",
@@ -140,7 +167,11 @@ def _encounters(session: Session, users: dict[str, User]) -> None:
             )
             for system, code, mods, units in lines
         ]
-        if n == 1:  # a documented correction and a removal, so the history has something to show
+        if n in (1, 2, 4):  # visit 4 is signed 40 days after the date of service: late
+            attest(
+                session, user=provider_user, encounter_id=encounter.id, password=DEMO_PASSWORDS["provider"]
+            )
+        if n == 1:  # an amendment after attestation and a removal: the encounter is `amended`
             change_code(
                 session,
                 user=coder_user,

@@ -16,9 +16,9 @@ class DomainError(Exception):
         self.extra = extra
         # Work to commit in its own transaction after the failed unit of work rolls back: the
         # denied/failed audit event and any counters (failed sign-ins). See audit.uow.
-        self.record: Callable[[Any], None] | None = None
+        self.record: Callable[[Any], object] | None = None
 
-    def recording(self, record: Callable[[Any], None]) -> DomainError:
+    def recording(self, record: Callable[[Any], object]) -> DomainError:
         self.record = record
         return self
 

@@ -10,16 +10,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from audit.attestation.routes import router as attestation_router
+from audit.delegation.routes import router as delegation_router
 from audit.encounter.routes import router as encounter_router
 from audit.errors import DomainError
 from audit.ledger.routes import router as ledger_router
-from audit.policy.runtime import get_compliance
+from audit.policy.runtime import get_policy_engine
 from audit.user.routes import router as user_router
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    get_compliance()  # refuse to start on an invalid policy folder
+    get_policy_engine()  # validate the policies once; refuse to start if they are invalid
     yield
 
 
@@ -32,6 +34,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(user_router)
     app.include_router(encounter_router)
+    app.include_router(delegation_router)
+    app.include_router(attestation_router)
     app.include_router(ledger_router)
     app.add_exception_handler(DomainError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

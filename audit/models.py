@@ -10,31 +10,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     Index,
     LargeBinary,
     String,
-    TypeDecorator,
     UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
 
 import audit.db  # noqa: F401  (applies the naming convention before any table is declared)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use UTC-aware values")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+from audit.dbtypes import UTCDateTime
 
 
 def new_id() -> str:
@@ -156,3 +140,101 @@ class LedgerEvent(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     chain_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Delegation(SQLModel, table=True):
+    """A provider's grant of coding authority to a coder. Revoked, never deleted."""
+
+    __tablename__ = "delegation"
+    __table_args__ = (
+        Index("ix_delegation_coder_provider", "coder_id", "provider_id"),
+        Index("ix_delegation_provider", "provider_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    provider_id: str = Field(foreign_key="app_user.id", max_length=36)
+    coder_id: str = Field(foreign_key="app_user.id", max_length=36)
+    code_systems: list[str] = _json_list()
+    valid_from: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    valid_until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    dos_from: date | None = None
+    dos_until: date | None = None
+    granted_by: str = Field(foreign_key="app_user.id", max_length=36)
+    granted_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = _utc(nullable=True)
+    revoked_by: str | None = Field(default=None, foreign_key="app_user.id", max_length=36)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Attestation(SQLModel, table=True):
+    """A provider's electronic signature over the exact code set (21 CFR 11.50 / 11.70)."""
+
+    __tablename__ = "attestation"
+    __table_args__ = (Index("ix_attestation_encounter_status", "encounter_id", "status"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    encounter_id: str = Field(foreign_key="encounter.id", max_length=36)
+    signer_id: str = Field(foreign_key="app_user.id", max_length=36, index=True)
+    printed_name: str = Field(max_length=200)
+    credential: str = Field(max_length=20)
+    npi: str = Field(max_length=10)
+    signed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    meaning: str = Field(max_length=2000)
+    code_set_digest: str = Field(max_length=64)
+    policy_version: str = Field(max_length=64)
+    late: bool = False
+    status: str = Field(default="valid", max_length=16)
+    superseded_at: datetime | None = _utc(nullable=True)
+    ledger_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class EncounterNote(SQLModel, table=True):
+    """A compliance officer's flag or annotation on an encounter."""
+
+    __tablename__ = "encounter_note"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    encounter_id: str = Field(foreign_key="encounter.id", max_length=36, index=True)
+    kind: str = Field(max_length=16)  # flag | annotation
+    text: str = Field(max_length=2000)
+    author_id: str = Field(foreign_key="app_user.id", max_length=36)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Engagement(SQLModel, table=True):
+    """An external auditor's scope: a date-of-service range, optional providers, an expiry."""
+
+    __tablename__ = "engagement"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    auditor_id: str = Field(foreign_key="app_user.id", max_length=36, index=True)
+    date_from: date
+    date_to: date
+    provider_ids: list[str] = _json_list()
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    opened_by: str = Field(foreign_key="app_user.id", max_length=36)
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    purpose: str | None = Field(default=None, max_length=500)
+    revoked_at: datetime | None = _utc(nullable=True)
+    revoked_by: str | None = Field(default=None, foreign_key="app_user.id", max_length=36)
+
+
+class Checkpoint(SQLModel, table=True):
+    """A signed note over the ledger head (C2SP tlog-checkpoint). Append-only, like the ledger."""
+
+    __tablename__ = "checkpoint"
+    __table_args__ = (UniqueConstraint("log_id", "tree_size", name="uq_checkpoint_log_id_tree_size"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    log_id: str = Field(max_length=64)
+    tree_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    chain_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(String(4000), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# Code-set tables live with their package; importing them here registers them for Alembic.
+from audit.codesets.models import CodeSetCode, CodeSetRelease, MueLimit, NcciPtpEdit  # noqa: E402
+
+__all__ = ["CodeSetCode", "CodeSetRelease", "MueLimit", "NcciPtpEdit"]

@@ -113,6 +113,23 @@ class People:
             )
             return CurrentUser.of(user)
 
+    def delegate(self, provider: CurrentUser, coder: CurrentUser, **fields: Any) -> str:
+        """Grant `coder` a delegation from `provider` through the real service; returns its id."""
+        from datetime import timedelta
+
+        from audit.delegation.schemas import DelegationCreate
+        from audit.delegation.service import grant_delegation
+        from audit.models import utcnow
+
+        body = {
+            "coder_id": coder.id,
+            "code_systems": ["CPT", "HCPCS", "ICD-10-CM", "ICD-10-PCS"],
+            "valid_until": utcnow() + timedelta(days=30),
+            **fields,
+        }
+        with unit_of_work(self.connection) as s:
+            return grant_delegation(s, user=provider, data=DelegationCreate(**body)).id
+
     def headers(self, user: CurrentUser) -> dict[str, str]:
         assert self.client is not None
         response = self.client.post(

@@ -10,15 +10,18 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from audit.attestation.service import supersede_on_change
 from audit.codesets.formats import CodeFormatError, normalize_code, normalize_modifiers, normalize_system
+from audit.delegation.lookup import candidate_delegations
 from audit.encounter.schemas import CodeLineCreate, CodeLinePatch, ReasonIn
-from audit.encounter.service import _on_behalf, acting_user, load_encounter
+from audit.encounter.service import _on_behalf, acting_user, encounter_res, load_encounter
 from audit.encounter.views import line_state
 from audit.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PreconditionRequired
 from audit.ledger import service as ledger
-from audit.ledger.events import EventDraft
+from audit.ledger.events import EventDraft, PolicyRef
 from audit.models import CodeLine, Encounter, utcnow
 from audit.policy.guard import Grant, Target, authorize
+from audit.policy.runtime import get_compliance
 from audit.principal import CurrentUser
 
 
@@ -45,15 +48,48 @@ def _authorize_write(
     user: CurrentUser,
     action: str,
     encounter: Encounter,
-    subject_id: str | None,
+    line: tuple[str | None, str],
     on_behalf_of: str | None,
 ) -> tuple[Grant, CurrentUser, CurrentUser | None]:
+    """Decide a code write; `line` is (line id, or None for a new line; its code system)."""
     actor_user, via = acting_user(session, user, on_behalf_of)
-    target = Target("code_line", subject_id, encounter.id, encounter.rendering_provider_id)
+    line_id, system = line
     grant = authorize(
-        actor_user, action, target, rendering_provider_id=encounter.rendering_provider_id, via=via
+        actor_user,
+        action,
+        Target("code_line", line_id, encounter.id, encounter.rendering_provider_id),
+        encounter_res(encounter),
+        {"code_system": system},
+        via=via,
+        delegations=candidate_delegations(session, actor_user, encounter.rendering_provider_id),
     )
     return grant, actor_user, via
+
+
+def _require_reason(encounter: Encounter, reason: str | None) -> None:
+    """PIM 3.3.2.5: an amendment after attestation says why (when compliance.yaml requires it)."""
+    rules = get_compliance().amendments
+    after_attestation = encounter.status in ("attested", "amended")
+    if not (reason and reason.strip()) and (
+        rules.reason_required_always or (after_attestation and rules.reason_required_after_attestation)
+    ):
+        raise InvalidInput("reason", "a reason is required for a change after attestation")
+
+
+def _record(session: Session, draft: EventDraft, encounter: Encounter, line: CodeLine) -> None:
+    """Append the change's event; a change to attested codes is marked as an amendment and
+    supersedes the attestation in the same transaction."""
+    if encounter.status in ("attested", "amended"):
+        draft.detail = {**draft.detail, "amendment": True}
+    ledger.append_one(session, draft)
+    if encounter.status == "attested":
+        supersede_on_change(
+            session,
+            encounter=encounter,
+            actor=draft.actor,
+            policy=draft.policy or PolicyRef(""),
+            cause_line_id=line.id,
+        )
 
 
 def _event(
@@ -81,7 +117,10 @@ def _event(
 def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> CodeLine:
     encounter = load_encounter(session, encounter_id, for_update=True)
     system, code, modifiers = _validated(data.system, data.code, data.modifiers)
-    grant, actor_user, via = _authorize_write(session, user, "code.add", encounter, None, data.on_behalf_of)
+    grant, actor_user, via = _authorize_write(
+        session, user, "code.add", encounter, (None, system), data.on_behalf_of
+    )
+    _require_reason(encounter, data.reason)
     now = utcnow()
     line = CodeLine(
         encounter_id=encounter.id,
@@ -100,11 +139,13 @@ def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: Co
     _check_pointers(session, encounter, line)
     session.add(line)
     session.flush()
-    ledger.append_one(
+    _record(
         session,
         _event(
             "code.add", grant, actor_user, via, encounter, line, reason=data.reason, after=line_state(line)
         ),
+        encounter,
+        line,
     )
     return line
 
@@ -131,8 +172,9 @@ def change_code(
     line = _load_line(session, encounter, line_id)
     expected = parse_if_match(if_match)
     grant, actor_user, via = _authorize_write(
-        session, user, "code.change", encounter, line.id, data.on_behalf_of
+        session, user, "code.change", encounter, (line.id, line.system), data.on_behalf_of
     )
+    _require_reason(encounter, data.reason)
     if line.status != "active":
         raise Conflict(f"code line {line.id} is voided and cannot change", field="line_id")
     if expected != line.version:
@@ -158,7 +200,7 @@ def change_code(
     line.changed_by, line.changed_at = actor_user.id, utcnow()
     session.add(line)
     session.flush()
-    ledger.append_one(
+    _record(
         session,
         _event(
             "code.change",
@@ -171,6 +213,8 @@ def change_code(
             before=before,
             after=line_state(line),
         ),
+        encounter,
+        line,
     )
     return line
 
@@ -181,7 +225,7 @@ def void_code(
     encounter = load_encounter(session, encounter_id, for_update=True)
     line = _load_line(session, encounter, line_id)
     grant, actor_user, via = _authorize_write(
-        session, user, "code.void", encounter, line.id, data.on_behalf_of
+        session, user, "code.void", encounter, (line.id, line.system), data.on_behalf_of
     )
     if line.status != "active":
         raise Conflict(f"code line {line.id} is already voided", field="line_id")
@@ -191,7 +235,7 @@ def void_code(
     line.changed_by, line.changed_at = actor_user.id, utcnow()
     session.add(line)
     session.flush()
-    ledger.append_one(
+    _record(
         session,
         _event(
             "code.void",
@@ -204,6 +248,8 @@ def void_code(
             before=before,
             after=line_state(line),
         ),
+        encounter,
+        line,
     )
     return line
 

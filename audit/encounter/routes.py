@@ -4,10 +4,12 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
+from audit.attestation.service import attestation_view, current_attestation
 from audit.deps import SessionDep, UserDep
-from audit.encounter import codes, service
+from audit.encounter import codes, oversight, service
 from audit.encounter.history import encounter_history
 from audit.encounter.schemas import (
     CodeLineCreate,
@@ -27,6 +29,8 @@ router = APIRouter(prefix="/api/v1/encounters", tags=["encounters"])
 def encounter_out(session: Session, encounter: Encounter) -> EncounterOut:
     out = EncounterOut.model_validate(encounter, from_attributes=True)
     out.codes = [line_out(line) for line in service.active_lines(session, encounter.id)]
+    attestation = current_attestation(session, encounter.id)
+    out.attestation = attestation_view(attestation) if attestation else None
     return out
 
 
@@ -105,3 +109,23 @@ def void_code(
 @router.get("/{encounter_id}/history", response_model=list[HistoryEntry])
 def history(session: SessionDep, user: UserDep, encounter_id: str) -> list[dict[str, Any]]:
     return encounter_history(session, user=user, encounter_id=encounter_id)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    text: str = Field(min_length=3, max_length=2000)
+
+
+@router.post("/{encounter_id}/flags", status_code=status.HTTP_201_CREATED)
+def flag(session: SessionDep, user: UserDep, encounter_id: str, data: NoteIn) -> dict[str, str]:
+    note = oversight.add_note(session, user=user, encounter_id=encounter_id, kind="flag", text=data.text)
+    return {"id": note.id, "kind": note.kind, "text": note.text}
+
+
+@router.post("/{encounter_id}/annotations", status_code=status.HTTP_201_CREATED)
+def annotate(session: SessionDep, user: UserDep, encounter_id: str, data: NoteIn) -> dict[str, str]:
+    note = oversight.add_note(
+        session, user=user, encounter_id=encounter_id, kind="annotation", text=data.text
+    )
+    return {"id": note.id, "kind": note.kind, "text": note.text}

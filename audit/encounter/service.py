@@ -9,13 +9,16 @@ from sqlalchemy import String, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from audit.delegation.lookup import candidate_delegations
 from audit.encounter.schemas import EncounterCreate
 from audit.encounter.views import encounter_state
 from audit.errors import Conflict, InvalidInput, NotFound
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
 from audit.models import CodeLine, Encounter, User
+from audit.policy.engine import EncounterRes
 from audit.policy.guard import Target, authorize
+from audit.policy.scope import auditor_context, encounter_scope
 from audit.principal import CurrentUser
 
 
@@ -46,9 +49,14 @@ def create_encounter(session: Session, *, user: CurrentUser, data: EncounterCrea
     for i, sup in enumerate(data.supervising_provider_ids):
         _provider(session, sup, f"supervising_provider_ids[{i}]")
     target = Target("encounter", None, provider_id=data.rendering_provider_id)
-    grant = authorize(
-        actor_user, "encounter.create", target, rendering_provider_id=data.rendering_provider_id, via=via
+    resource = EncounterRes(
+        id="new",
+        rendering_provider_id=data.rendering_provider_id,
+        supervising_provider_ids=frozenset(data.supervising_provider_ids),
+        date_of_service=data.date_of_service,
     )
+    delegations = candidate_delegations(session, actor_user, data.rendering_provider_id)
+    grant = authorize(actor_user, "encounter.create", target, resource, via=via, delegations=delegations)
     existing = session.exec(
         select(Encounter).where(Encounter.source == data.source, Encounter.external_id == data.external_id)
     ).first()
@@ -111,9 +119,22 @@ def read_encounter(session: Session, *, user: CurrentUser, encounter_id: str) ->
         user,
         "encounter.read",
         Target("encounter", encounter.id, encounter.id, encounter.rendering_provider_id),
-        rendering_provider_id=encounter.rendering_provider_id,
+        encounter_res(encounter),
+        auditor_context(session, user, **encounter_scope(encounter)),
+        delegations=candidate_delegations(session, user, encounter.rendering_provider_id),
     )
     return encounter
+
+
+def encounter_res(encounter: Encounter) -> EncounterRes:
+    """The encounter as the policy sees it."""
+    return EncounterRes(
+        id=encounter.id,
+        rendering_provider_id=encounter.rendering_provider_id,
+        supervising_provider_ids=frozenset(encounter.supervising_provider_ids),
+        date_of_service=encounter.date_of_service,
+        status=encounter.status,
+    )
 
 
 def active_lines(session: Session, encounter_id: str) -> list[CodeLine]:

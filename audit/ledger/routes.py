@@ -8,13 +8,14 @@ from audit.deps import SessionDep, UserDep
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
 from audit.policy.guard import Target, authorize
+from audit.policy.scope import auditor_context
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
 @router.get("/verify")
 def verify(session: SessionDep, user: UserDep) -> dict[str, Any]:
-    grant = authorize(user, "audit.verify", Target("ledger", None))
+    grant = authorize(user, "audit.verify", Target("ledger", None), None, auditor_context(session, user))
     result = ledger.verify(session)
     ledger.append_one(
         session,

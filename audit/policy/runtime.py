@@ -1,13 +1,19 @@
-"""The loaded policies for this process: read once (at start-up), then shared."""
+"""The loaded policies for this process: read and validated once (at start-up), then shared."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from audit.config import get_settings
-from audit.policy.compliance import CompliancePolicy, load_compliance
+from audit.policy.compliance import CompliancePolicy
+from audit.policy.engine import PolicyEngine
 
 
 @lru_cache
+def get_policy_engine() -> PolicyEngine:
+    """Raises PolicyError (and so the service refuses to start) on an invalid policy folder."""
+    return PolicyEngine.load(get_settings().resolved_policies_dir)
+
+
 def get_compliance() -> CompliancePolicy:
-    return load_compliance(get_settings().resolved_policies_dir / "compliance.yaml")
+    return get_policy_engine().compliance

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from audit.deps import SessionDep, TokenDep, UserDep
+from audit.policy.engine import UserRes
 from audit.policy.guard import Target, authorize
 from audit.user import service
 from audit.user.schemas import TokenOut, UserCreate, UserOut
@@ -31,12 +32,14 @@ def me(session: SessionDep, user: UserDep) -> UserOut:
 
 @router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED)
 def create_user(session: SessionDep, user: UserDep, data: UserCreate) -> UserOut:
-    grant = authorize(user, "user.create", Target("user", None))
+    grant = authorize(
+        user, "user.create", Target("user", None), UserRes(id="new", roles=frozenset(data.roles))
+    )
     created = service.create_user(session, data=data, actor=user.actor(grant.role), policy=grant.policy)
     return UserOut.model_validate(created, from_attributes=True)
 
 
 @router.get("/users", response_model=list[UserOut])
 def list_users(session: SessionDep, user: UserDep) -> list[UserOut]:
-    authorize(user, "user.read", Target("user", None))
+    authorize(user, "user.read", Target("user", None), UserRes(id="all", roles=frozenset()))
     return [UserOut.model_validate(u, from_attributes=True) for u in service.list_users(session)]

@@ -31,6 +31,7 @@ def make_encounter(
 def setting(client: TestClient, people: People) -> dict[str, Any]:
     provider = people.make("provider", name="Dr Ada Okafor")
     coder = people.make("coder", name="Wei Chen")
+    people.delegate(provider, coder)
     hp, hc = people.headers(provider), people.headers(coder)
     encounter = make_encounter(client, hc, provider.id)
     return {"provider": provider, "coder": coder, "hp": hp, "hc": hc, "encounter": encounter}
