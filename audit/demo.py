@@ -164,7 +164,7 @@ def _encounters(session: Session, users: dict[str, User]) -> None:
                 user=coder_user,
                 encounter_id=encounter.id,
                 data=CodeLineCreate(system=system, code=code, modifiers=mods, units=units),
-            )
+            ).line
             for system, code, mods, units in lines
         ]
         if n in (1, 2, 4):  # visit 4 is signed 40 days after the date of service: late

@@ -12,6 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from audit.attestation.digest import code_set_digest
+from audit.codesets.validation import blocking, encounter_findings, finding_view
 from audit.encounter.service import active_lines, encounter_res, load_encounter
 from audit.encounter.views import line_state
 from audit.errors import Conflict, NotAuthenticated
@@ -68,13 +69,20 @@ def attest(session: Session, *, user: CurrentUser, encounter_id: str, password: 
         raise _refused_signing(user, target, grant.policy, "the encounter has no active code lines to attest")
     if encounter.status == "attested":
         raise Conflict("the encounter is already attested and unchanged since", field="encounter_id")
+    compliance = get_compliance()
+    findings = encounter_findings(session, lines=lines, dos=encounter.date_of_service)
+    blocked = blocking(findings, ncci_mode=compliance.edits.ncci_mode, mue_mode=compliance.edits.mue_mode)
+    if blocked:
+        reason = "NCCI/MUE edits block attestation: " + "; ".join(f.message for f in blocked)
+        raise _refused_signing(
+            user, target, grant.policy, reason, findings=[finding_view(f) for f in blocked]
+        )
     digest = code_set_digest(
         encounter_id=encounter.id,
         rendering_provider_id=encounter.rendering_provider_id,
         date_of_service=encounter.date_of_service,
         lines=[line_state(line) for line in lines],
     )
-    compliance = get_compliance()
     attestation = Attestation(
         encounter_id=encounter.id,
         signer_id=signer.id,
@@ -104,6 +112,7 @@ def attest(session: Session, *, user: CurrentUser, encounter_id: str, password: 
             policy=grant.policy,
             before={"status": before_status},
             after={**attestation_view(attestation), "lines": [line_state(line) for line in lines]},
+            detail={"findings": [finding_view(f) for f in findings]} if findings else {},
         ),
         now=now,
     )
@@ -127,11 +136,15 @@ def _failed_signing(user: CurrentUser, target: Target, reason: str) -> Reauthent
     return error
 
 
-def _refused_signing(user: CurrentUser, target: Target, policy: PolicyRef, reason: str) -> Conflict:
-    error = Conflict(reason, field="encounter_id")
-    error.recording(
-        lambda session: ledger.append_one(session, _signing_event(user, target, reason, FAILED, policy, {}))
-    )
+def _refused_signing(
+    user: CurrentUser, target: Target, policy: PolicyRef, reason: str, **extra: Any
+) -> Conflict:
+    error = Conflict(reason, field="encounter_id", **extra)
+
+    def record(session: Session) -> None:
+        ledger.append_one(session, _signing_event(user, target, reason, FAILED, policy, dict(extra)))
+
+    error.recording(record)
     return error
 
 

@@ -6,15 +6,17 @@ and nothing is deleted: a removal voids the line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, select
 
 from audit.attestation.service import supersede_on_change
 from audit.codesets.formats import CodeFormatError, normalize_code, normalize_modifiers, normalize_system
+from audit.codesets.validation import check_line, encounter_findings, finding_view
 from audit.delegation.lookup import candidate_delegations
 from audit.encounter.schemas import CodeLineCreate, CodeLinePatch, ReasonIn
-from audit.encounter.service import _on_behalf, acting_user, encounter_res, load_encounter
+from audit.encounter.service import _on_behalf, acting_user, active_lines, encounter_res, load_encounter
 from audit.encounter.views import line_state
 from audit.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PreconditionRequired
 from audit.ledger import service as ledger
@@ -76,9 +78,25 @@ def _require_reason(encounter: Encounter, reason: str | None) -> None:
         raise InvalidInput("reason", "a reason is required for a change after attestation")
 
 
-def _record(session: Session, draft: EventDraft, encounter: Encounter, line: CodeLine) -> None:
-    """Append the change's event; a change to attested codes is marked as an amendment and
-    supersedes the attestation in the same transaction."""
+@dataclass
+class LineResult:
+    line: CodeLine
+    findings: list[dict[str, Any]]
+
+
+def _record(
+    session: Session, draft: EventDraft, encounter: Encounter, line: CodeLine, warnings: list[str]
+) -> LineResult:
+    """Append the change's event with the code-set warnings and the encounter's NCCI/MUE findings
+    (a bypass is recorded with its modifier; the event's actor applied it). A change to attested codes
+    is marked as an amendment and supersedes the attestation in the same transaction."""
+    findings = [{"kind": "codeset", "severity": "warning", "message": w} for w in warnings]
+    lines = active_lines(session, encounter.id)
+    findings += [
+        finding_view(f) for f in encounter_findings(session, lines=lines, dos=encounter.date_of_service)
+    ]
+    if findings:
+        draft.detail = {**draft.detail, "findings": findings}
     if encounter.status in ("attested", "amended"):
         draft.detail = {**draft.detail, "amendment": True}
     ledger.append_one(session, draft)
@@ -90,6 +108,7 @@ def _record(session: Session, draft: EventDraft, encounter: Encounter, line: Cod
             policy=draft.policy or PolicyRef(""),
             cause_line_id=line.id,
         )
+    return LineResult(line, findings)
 
 
 def _event(
@@ -114,13 +133,16 @@ def _event(
     )
 
 
-def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> CodeLine:
+def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> LineResult:
     encounter = load_encounter(session, encounter_id, for_update=True)
     system, code, modifiers = _validated(data.system, data.code, data.modifiers)
     grant, actor_user, via = _authorize_write(
         session, user, "code.add", encounter, (None, system), data.on_behalf_of
     )
     _require_reason(encounter, data.reason)
+    warnings = check_line(
+        session, system=system, code=code, modifiers=modifiers, dos=encounter.date_of_service
+    )
     now = utcnow()
     line = CodeLine(
         encounter_id=encounter.id,
@@ -139,15 +161,10 @@ def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: Co
     _check_pointers(session, encounter, line)
     session.add(line)
     session.flush()
-    _record(
-        session,
-        _event(
-            "code.add", grant, actor_user, via, encounter, line, reason=data.reason, after=line_state(line)
-        ),
-        encounter,
-        line,
+    draft = _event(
+        "code.add", grant, actor_user, via, encounter, line, reason=data.reason, after=line_state(line)
     )
-    return line
+    return _record(session, draft, encounter, line, warnings)
 
 
 def _load_line(session: Session, encounter: Encounter, line_id: str) -> CodeLine:
@@ -167,7 +184,7 @@ def change_code(
     line_id: str,
     if_match: str | None,
     data: CodeLinePatch,
-) -> CodeLine:
+) -> LineResult:
     encounter = load_encounter(session, encounter_id, for_update=True)
     line = _load_line(session, encounter, line_id)
     expected = parse_if_match(if_match)
@@ -196,11 +213,14 @@ def change_code(
     if line_state(line) == before:
         raise InvalidInput("body", "the change leaves the line as it is; send at least one changed field")
     _check_pointers(session, encounter, line)
+    warnings = check_line(
+        session, system=line.system, code=line.code, modifiers=line.modifiers, dos=encounter.date_of_service
+    )
     line.version += 1
     line.changed_by, line.changed_at = actor_user.id, utcnow()
     session.add(line)
     session.flush()
-    _record(
+    return _record(
         session,
         _event(
             "code.change",
@@ -215,13 +235,13 @@ def change_code(
         ),
         encounter,
         line,
+        warnings,
     )
-    return line
 
 
 def void_code(
     session: Session, *, user: CurrentUser, encounter_id: str, line_id: str, data: ReasonIn
-) -> CodeLine:
+) -> LineResult:
     encounter = load_encounter(session, encounter_id, for_update=True)
     line = _load_line(session, encounter, line_id)
     grant, actor_user, via = _authorize_write(
@@ -235,7 +255,7 @@ def void_code(
     line.changed_by, line.changed_at = actor_user.id, utcnow()
     session.add(line)
     session.flush()
-    _record(
+    return _record(
         session,
         _event(
             "code.void",
@@ -250,8 +270,8 @@ def void_code(
         ),
         encounter,
         line,
+        [],
     )
-    return line
 
 
 def _check_pointers(session: Session, encounter: Encounter, line: CodeLine) -> None:

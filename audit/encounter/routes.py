@@ -78,8 +78,8 @@ def get_encounter(session: SessionDep, user: UserDep, encounter_id: str) -> Enco
 
 @router.post("/{encounter_id}/codes", response_model=CodeLineOut, status_code=status.HTTP_201_CREATED)
 def add_code(session: SessionDep, user: UserDep, encounter_id: str, data: CodeLineCreate) -> CodeLineOut:
-    line = codes.add_code(session, user=user, encounter_id=encounter_id, data=data)
-    return line_out(line)
+    result = codes.add_code(session, user=user, encounter_id=encounter_id, data=data)
+    return line_out(result.line, result.findings)
 
 
 @router.patch("/{encounter_id}/codes/{line_id}", response_model=CodeLineOut)
@@ -91,10 +91,10 @@ def change_code(
     data: CodeLinePatch,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> CodeLineOut:
-    line = codes.change_code(
+    result = codes.change_code(
         session, user=user, encounter_id=encounter_id, line_id=line_id, if_match=if_match, data=data
     )
-    return line_out(line)
+    return line_out(result.line, result.findings)
 
 
 @router.post("/{encounter_id}/codes/{line_id}/void", response_model=CodeLineOut)
@@ -102,7 +102,7 @@ def void_code(
     session: SessionDep, user: UserDep, encounter_id: str, line_id: str, data: ReasonIn
 ) -> CodeLineOut:
     return line_out(
-        codes.void_code(session, user=user, encounter_id=encounter_id, line_id=line_id, data=data)
+        codes.void_code(session, user=user, encounter_id=encounter_id, line_id=line_id, data=data).line
     )
 
 
