@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 ${imports if imports else ""}
-
-import audit.models
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
