@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     signing_key_file: Path = Path("./audit-signing.key")
     policies_dir: Path | None = None
     log_id: str = "coding-audit"
+    checkpoint_timer: bool = True  # sign checkpoints periodically while serving (off in tests)
     checkpoint_origin: str | None = None
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ IS_POSTGRES = TEST_DB_URL.startswith("postgresql")
 PASSWORD = "correct horse battery"
 
 os.environ["AUDIT_ENV"] = "test"
+os.environ["AUDIT_CHECKPOINT_TIMER"] = "false"
 os.environ["AUDIT_DATABASE_URL"] = TEST_DB_URL
 os.environ["AUDIT_SIGNING_KEY_FILE"] = str(_TMP / "signing.key")
 os.environ.pop("AUDIT_POLICIES_DIR", None)
