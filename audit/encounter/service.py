@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_
+from sqlalchemy import String, and_, cast, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -15,10 +15,10 @@ from audit.encounter.views import encounter_state
 from audit.errors import Conflict, InvalidInput, NotFound
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
-from audit.models import CodeLine, Encounter, User
+from audit.models import CodeLine, Delegation, Encounter, Engagement, User, utcnow
 from audit.policy.engine import EncounterRes
 from audit.policy.guard import Target, authorize
-from audit.policy.scope import auditor_context, encounter_scope
+from audit.policy.scope import auditor_context, encounter_scope, live_engagements
 from audit.principal import CurrentUser
 
 
@@ -159,7 +159,7 @@ def list_encounters(
     offset: int = 0,
 ) -> tuple[list[Encounter], int]:
     stmt = select(Encounter)
-    stmt = _visible_to(stmt, user)
+    stmt = _visible_to(stmt, session, user)
     if status:
         stmt = stmt.where(Encounter.status == status)
     if provider_id:
@@ -173,15 +173,50 @@ def list_encounters(
     return list(session.exec(page).all()), int(total)
 
 
-def _visible_to(stmt: Any, user: CurrentUser) -> Any:
-    """Row-level scope for lists (a per-row policy call would not scale to large lists)."""
-    if user.roles & {"compliance", "coder", "auditor"}:
+def _visible_to(stmt: Any, session: Session, user: CurrentUser) -> Any:
+    """Row-level scope for lists, matching the encounter.read rules (a per-row policy call would not
+    scale): compliance sees all; a provider their own and supervised encounters; a coder those of
+    providers with a live delegation to them (within its date-of-service window); an auditor what a
+    live engagement covers. A user with several roles sees the union."""
+    if user.has("compliance"):
         return stmt
+    now = utcnow()
+    visible: list[Any] = []
     if user.has("provider"):
-        return stmt.where(
-            or_(
-                col(Encounter.rendering_provider_id) == user.id,
-                cast(col(Encounter.supervising_provider_ids), String).contains(user.id),
-            )
-        )
-    return stmt.where(col(Encounter.id).is_(None))
+        visible += [
+            col(Encounter.rendering_provider_id) == user.id,
+            cast(col(Encounter.supervising_provider_ids), String).contains(user.id),
+        ]
+    if user.has("coder"):
+        visible += [
+            _delegated(d)
+            for d in session.exec(
+                select(Delegation).where(
+                    Delegation.coder_id == user.id,
+                    col(Delegation.revoked_at).is_(None),
+                    col(Delegation.valid_from) <= now,
+                    col(Delegation.valid_until) >= now,
+                )
+            ).all()
+        ]
+    if user.has("auditor"):
+        visible += [_engaged(e) for e in live_engagements(session, user.id, now)]
+    return stmt.where(or_(*visible)) if visible else stmt.where(col(Encounter.id).is_(None))
+
+
+def _delegated(d: Delegation) -> Any:
+    condition = col(Encounter.rendering_provider_id) == d.provider_id
+    if d.dos_from:
+        condition = and_(condition, col(Encounter.date_of_service) >= d.dos_from)
+    if d.dos_until:
+        condition = and_(condition, col(Encounter.date_of_service) <= d.dos_until)
+    return condition
+
+
+def _engaged(e: Engagement) -> Any:
+    condition = and_(
+        col(Encounter.date_of_service) >= e.date_from, col(Encounter.date_of_service) <= e.date_to
+    )
+    if e.provider_ids:
+        condition = and_(condition, col(Encounter.rendering_provider_id).in_(e.provider_ids))
+    return condition
