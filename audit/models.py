@@ -74,6 +74,7 @@ class Encounter(SQLModel, table=True):
         UniqueConstraint("source", "external_id", name="uq_encounter_source_external_id"),
         Index("ix_encounter_provider_dos", "rendering_provider_id", "date_of_service"),
         Index("ix_encounter_dos", "date_of_service"),
+        Index("ix_encounter_provider_dos_status", "rendering_provider_id", "date_of_service", "status", "id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -92,6 +93,7 @@ class CodeLine(SQLModel, table=True):
     """The current version of a code line. Every earlier version lives in the ledger's before/after."""
 
     __tablename__ = "code_line"
+    __table_args__ = (Index("ix_code_line_encounter_entered_by", "encounter_id", "entered_by"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     encounter_id: str = Field(foreign_key="encounter.id", index=True, max_length=36)
@@ -121,6 +123,8 @@ class LedgerEvent(SQLModel, table=True):
         Index("ix_ledger_event_type_ts", "type", "ts"),
         Index("ix_ledger_event_actor_ts", "actor_id", "ts"),
         Index("ix_ledger_event_ts", "ts"),
+        Index("ix_ledger_event_encounter_type_seq", "encounter_id", "type", "outcome", "log_id", "seq"),
+        Index("ix_ledger_event_outcome_provider", "outcome", "provider_id"),
         UniqueConstraint("event_id", name="uq_ledger_event_event_id"),
     )
 
@@ -170,7 +174,10 @@ class Attestation(SQLModel, table=True):
     """A provider's electronic signature over the exact code set (21 CFR 11.50 / 11.70)."""
 
     __tablename__ = "attestation"
-    __table_args__ = (Index("ix_attestation_encounter_status", "encounter_id", "status"),)
+    __table_args__ = (
+        Index("ix_attestation_encounter_status", "encounter_id", "status"),
+        Index("ix_attestation_encounter_status_late", "encounter_id", "status", "late"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     encounter_id: str = Field(foreign_key="encounter.id", max_length=36)
