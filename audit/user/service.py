@@ -79,15 +79,7 @@ def sign_in(
     A failure is refused with its audit event and failure counter written after the rollback.
     """
     now = now or utcnow()
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None:
-        verify_password(password, dummy_hash())
-        raise _signin_failed(None, username, "unknown username")
-    if _is_locked(user, now):
-        raise _signin_failed(user.id, username, "account locked", locked=True)
-    if not user.is_active or not verify_password(password, user.password_hash):
-        raise _signin_failed(user.id, username, "wrong password" if user.is_active else "account disabled")
-    user.failed_signins = 0
+    user = authenticate(session, username=username, password=password, now=now)
     token, digest = new_token()
     lifetime = get_compliance().tokens.lifetime_minutes * 60
     session.add(
@@ -107,6 +99,23 @@ def sign_in(
         now=now,
     )
     return token, lifetime
+
+
+def authenticate(session: Session, *, username: str, password: str, now: datetime | None = None) -> User:
+    """The user whose password this is (sign-in and the CLI); failures are evidence and count toward
+    lockout, written after the refused unit of work rolls back."""
+    now = now or utcnow()
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        verify_password(password, dummy_hash())
+        raise _signin_failed(None, username, "unknown username")
+    if _is_locked(user, now):
+        raise _signin_failed(user.id, username, "account locked", locked=True)
+    if not user.is_active or not verify_password(password, user.password_hash):
+        raise _signin_failed(user.id, username, "wrong password" if user.is_active else "account disabled")
+    user.failed_signins = 0
+    session.add(user)
+    return user
 
 
 def _signin_failed(
