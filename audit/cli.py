@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from audit.codesets.cli import app as codesets_app
 from audit.config import get_settings
+from audit.report.sample_cli import sample
 
 app = typer.Typer(help="Coding responsibility audit trail", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -22,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(policy_app, name="policy")
 app.add_typer(codesets_app, name="codesets")
+app.command("sample")(sample)
 console = Console()
 
 
@@ -176,24 +179,106 @@ def policy_check(
 
 
 @app.command()
-def verify() -> None:
-    """Recompute every ledger hash; exit 1 naming the first bad seq."""
+def verify(
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Only check events after the latest signed checkpoint")
+    ] = False,
+) -> None:
+    """Recompute the ledger's hashes and check the latest signed checkpoint; exit 1 naming the first
+    bad seq."""
+    from audit.ledger import checkpoints
     from audit.ledger import service as ledger
     from audit.uow import unit_of_work
 
     with unit_of_work() as session:
-        result = ledger.verify(session)
-    if result.ok:
+        result = checkpoints.verify_incremental(session) if incremental else ledger.verify(session)
+        signed = checkpoints.check_against_latest(session)
+    if not result.ok:
         console.print(
-            f"[green]OK[/green]: {result.events_checked} events, head seq {result.head_seq}, "
-            f"chain {result.chain_hash.hex()}"
+            f"[red]FAIL[/red]: first bad seq {result.first_bad_seq}: {result.problem} "
+            f"({result.events_checked} events verified before it)"
         )
-        return
-    console.print(
-        f"[red]FAIL[/red]: first bad seq {result.first_bad_seq}: {result.problem} "
-        f"({result.events_checked} events verified before it)"
+        raise typer.Exit(1)
+    if not signed.ok:
+        console.print(f"[red]FAIL[/red]: checkpoint at tree size {signed.tree_size}: {signed.problem}")
+        raise typer.Exit(1)
+    covered = (
+        f", checkpoint at tree size {signed.tree_size} matches" if signed.tree_size else ", no checkpoint yet"
     )
-    raise typer.Exit(1)
+    console.print(
+        f"[green]OK[/green]: {result.events_checked} events, head seq {result.head_seq}, "
+        f"chain {result.chain_hash.hex()}{covered}"
+    )
+
+
+@app.command()
+def checkpoint() -> None:
+    """Sign a checkpoint over the current ledger head and print the signed note."""
+    from audit.ledger import checkpoints
+    from audit.uow import unit_of_work
+
+    created = checkpoints.create_in_own_transaction()
+    with unit_of_work() as session:
+        latest = checkpoints.latest(session)
+    if latest is None:
+        console.print("[yellow]the ledger is empty: nothing to checkpoint[/yellow]")
+        raise typer.Exit(1)
+    if created is None:
+        console.print("[dim]head unchanged since the latest checkpoint[/dim]")
+    sys.stdout.write(latest.note)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the zip bundle")],
+    user: Annotated[str, typer.Option("--user", help="The compliance officer or auditor exporting")],
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First date of service (YYYY-MM-DD)")
+    ] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last date of service (YYYY-MM-DD)")] = None,
+    provider: Annotated[list[str] | None, typer.Option("--provider", help="Provider id; repeat")] = None,
+    report: Annotated[list[str] | None, typer.Option("--report", help="Report to include; repeat")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the user's password")
+    ] = False,
+) -> None:
+    """Write a verifiable export bundle, as USER (who re-enters their password on stdin)."""
+    from datetime import date
+
+    from audit.export.service import DEFAULT_REPORTS, ExportRequest, export_bundle
+    from audit.principal import CurrentUser
+    from audit.uow import unit_of_work
+    from audit.user.service import authenticate
+
+    if not password_stdin:
+        console.print("[red]--password-stdin is required: the export is made as a signed-in user[/red]")
+        raise typer.Exit(2)
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        start = date.fromisoformat(date_from) if date_from else None
+        end = date.fromisoformat(date_to) if date_to else None
+    except ValueError as exc:
+        console.print(f"[red]--from/--to: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    req = ExportRequest(start, end, tuple(provider or ()), tuple(report or DEFAULT_REPORTS))
+    with domain_errors_exit(), unit_of_work() as session:
+        actor = CurrentUser.of(authenticate(session, username=user, password=password))
+        result = export_bundle(session, user=actor, req=req, out=output)
+    kind = "full" if result.manifest.get("full") else "scoped"
+    console.print(
+        f"[green]wrote[/green] {output} ({kind}, tree size {result.manifest['tree_size']}, "
+        f"sha256 {result.sha256})"
+    )
+
+
+@app.command("verify-bundle")
+def verify_bundle(
+    bundle: Annotated[Path, typer.Argument(help="An export zip or its unpacked folder")],
+) -> None:
+    """Check an export bundle offline, exactly as its own verify.py does; exit 1 naming the first problem."""
+    from audit.export.verify import main as verify_main
+
+    raise typer.Exit(verify_main([str(bundle)]))
 
 
 if __name__ == "__main__":

@@ -11,18 +11,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from audit.attestation.routes import router as attestation_router
+from audit.config import get_settings
 from audit.delegation.routes import router as delegation_router
 from audit.encounter.routes import router as encounter_router
+from audit.engagement.routes import router as engagement_router
 from audit.errors import DomainError
+from audit.export.routes import router as export_router
+from audit.fhir.routes import router as fhir_router
+from audit.ledger.checkpoints import Checkpointer
 from audit.ledger.routes import router as ledger_router
 from audit.policy.runtime import get_policy_engine
+from audit.report.routes import router as report_router
+from audit.report.routes import samples_router
 from audit.user.routes import router as user_router
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    get_policy_engine()  # validate the policies once; refuse to start if they are invalid
+    engine = get_policy_engine()  # validate the policies once; refuse to start if they are invalid
+    checkpointer = None
+    if get_settings().checkpoint_timer:
+        checkpointer = Checkpointer(engine.compliance.checkpoint.interval_seconds)
+        checkpointer.start()
     yield
+    if checkpointer is not None:
+        checkpointer.stop()
 
 
 def create_app() -> FastAPI:
@@ -36,6 +49,11 @@ def create_app() -> FastAPI:
     app.include_router(encounter_router)
     app.include_router(delegation_router)
     app.include_router(attestation_router)
+    app.include_router(fhir_router)
+    app.include_router(export_router)
+    app.include_router(report_router)
+    app.include_router(samples_router)
+    app.include_router(engagement_router)
     app.include_router(ledger_router)
     app.add_exception_handler(DomainError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
