@@ -61,9 +61,23 @@ def to_csv(section: Section) -> str:
 
 
 def to_pdf(report: Report, filters: dict[str, Any], generated_at: datetime) -> bytes:
-    shown = {k: text(", ".join(v) if isinstance(v, list) else v) for k, v in filters.items()}
-    sections = [
-        (s.heading or report.title, s.columns, [[text(v) for v in row] for row in s.rows])
-        for s in report.sections
-    ]
+    """A document for people: headings in words, and raw ids left out where a name column already
+    identifies the row (CSV and JSON keep every column)."""
+    shown = {heading(k): text(", ".join(v) if isinstance(v, list) else v) for k, v in filters.items()}
+    sections = []
+    for s in report.sections:
+        keep = [i for i, c in enumerate(s.columns) if not _redundant_id(c, s.columns)]
+        rows = [[text(row[i]) for i in keep] for row in s.rows]
+        sections.append((s.heading or report.title, [heading(s.columns[i]) for i in keep], rows))
     return render_table_pdf(report.title, shown, generated_at, sections)
+
+
+def heading(column: str) -> str:
+    """`attested_late` -> `Attested late`; `npi` -> `NPI`."""
+    words = column.replace("_", " ").strip()
+    return words.upper() if words in {"npi", "seq", "id"} else words[:1].upper() + words[1:]
+
+
+def _redundant_id(column: str, columns: list[str]) -> bool:
+    """`provider_id` beside `provider`, or `entered_by_id` beside `entered_by`."""
+    return column.endswith("_id") and column.removesuffix("_id") in columns

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from audit.encounter.history import encounter_history
 from audit.principal import CurrentUser
+from audit.report.queries import _code_text
 from audit.report.schemas import Report, Section
 from audit.report.sql import ATT
 
@@ -23,9 +24,29 @@ SIGNATURE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _compact(value: Any) -> str:
+def _state_text(subject_type: str | None, value: Any) -> str:
+    """An original or changed value as a person reads it; nothing is left out."""
     if value is None:
         return ""
+    if not isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if subject_type == "code_line" and "code" in value:
+        pointers = value.get("diagnosis_pointers") or []
+        text = f"{_code_text(value)} (v{value.get('version')})"
+        text += f", dx {','.join(map(str, pointers))}" if pointers else ""
+        return text + (f", void reason: {value['void_reason']}" if value.get("void_reason") else "")
+    if "printed_name" in value:
+        return (
+            f"{value['printed_name']} {value.get('credential', '')}, {value.get('status', '')}"
+            f"{', late' if value.get('late') else ''}, digest {str(value.get('code_set_digest', ''))[:16]}"
+        )
+    shown = sorted((k, v) for k, v in value.items() if v not in (None, [], {}, ""))
+    return "; ".join(f"{k.replace('_', ' ')}: {_compact(v)}" for k, v in shown)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -37,7 +58,7 @@ def _event_row(e: dict[str, Any]) -> list[Any]:
         e["seq"], e["at"], e["type"], e["outcome"], actor.get("display_name") or actor.get("username") or "",
         actor.get("role") or "", on_behalf.get("display_name") or on_behalf.get("user_id") or "",
         f"{subject.get('type') or ''} {subject.get('id') or ''}".strip(), e.get("reason") or "",
-        _compact(e.get("before")), _compact(e.get("after")),
+        _state_text(subject.get("type"), e.get("before")), _state_text(subject.get("type"), e.get("after")),
     ]  # fmt: skip
 
 

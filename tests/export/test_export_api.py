@@ -139,8 +139,20 @@ def test_cli_export_sample_and_verify_bundle(fresh_db_url: str, tmp_path: Path) 
     )
     assert wrong.returncode == 1 and "NotAuthenticated" in wrong.stdout
     today = date.today()
-    args = ["sample", "--n", "3", "--seed", "42", "--from", (today - timedelta(days=60)).isoformat(),
-            "--to", today.isoformat(), "--as", "compliance.brooks", "--password-stdin"]
+    args = [
+        "sample",
+        "--n",
+        "3",
+        "--seed",
+        "42",
+        "--from",
+        (today - timedelta(days=60)).isoformat(),
+        "--to",
+        today.isoformat(),
+        "--as",
+        "compliance.brooks",
+        "--password-stdin",
+    ]
     first = run_cli(args, fresh_db_url, tmp_path, stdin="demo-compliance-pass\n")
     again = run_cli(args, fresh_db_url, tmp_path, stdin="demo-compliance-pass\n")
     assert first.returncode == 0, first.stdout + first.stderr

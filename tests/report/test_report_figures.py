@@ -183,7 +183,9 @@ def test_encounter_timeline(org: Org) -> None:
         "attestation.supersede",
     ]
     change = body["rows"][3]
-    assert '"code":"99214"' in change["before"] and '"code":"99215"' in change["after"]
+    assert change["before"].startswith("CPT 99214 x1 (v1)") and change["after"].startswith(
+        "CPT 99215 x1 (v2)"
+    )
     assert change["actor"] == "Wei Chen" and change["reason"] == "documentation supports level 5"
     signatures = body["sections"]["signatures"]["rows"]
     assert len(signatures) == 1 and signatures[0]["printed_name"] == "Dr Ada Okafor"
