@@ -60,6 +60,11 @@ def to_csv(section: Section) -> str:
     return out.getvalue()
 
 
+# Laying out a PDF table costs about a millisecond a cell; past this many rows a document is neither
+# readable nor quick to make, and the CSV (same report, same filters) carries every row.
+PDF_MAX_ROWS = 2000
+
+
 def to_pdf(report: Report, filters: dict[str, Any], generated_at: datetime) -> bytes:
     """A document for people: headings in words, and raw ids left out where a name column already
     identifies the row (CSV and JSON keep every column)."""
@@ -67,8 +72,11 @@ def to_pdf(report: Report, filters: dict[str, Any], generated_at: datetime) -> b
     sections = []
     for s in report.sections:
         keep = [i for i, c in enumerate(s.columns) if not _redundant_id(c, s.columns)]
-        rows = [[text(row[i]) for i in keep] for row in s.rows]
-        sections.append((s.heading or report.title, [heading(s.columns[i]) for i in keep], rows))
+        rows = [[text(row[i]) for i in keep] for row in s.rows[:PDF_MAX_ROWS]]
+        title = s.heading or report.title
+        if len(s.rows) > PDF_MAX_ROWS:
+            title += f" (first {PDF_MAX_ROWS:,} of {len(s.rows):,} rows; the CSV has every row)"
+        sections.append((title, [heading(s.columns[i]) for i in keep], rows))
     return render_table_pdf(report.title, shown, generated_at, sections)
 
 

@@ -79,3 +79,17 @@ def test_first_page_renders(tmp_path: Path) -> None:
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout
         assert "Page 1 of" in text and "Coding activity by provider" in text and "Dr. Müller" in text
+
+
+def test_long_tables_are_cut_with_a_note_pointing_to_the_csv(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from audit.report import render
+    from audit.report.schemas import Report, Section
+
+    monkeypatch.setattr(render, "PDF_MAX_ROWS", 5)
+    rows = [[f"p{i}", i] for i in range(12)]
+    report = Report("demo", "Demo report", [Section("main", "Rows", ["provider", "lines"], rows)])
+    pdf = render.to_pdf(report, {}, datetime(2026, 1, 1, tzinfo=UTC))
+    assert pdf.startswith(b"%PDF")
+    assert render.to_csv(report.main).count("\r\n") == 13  # header + every row
