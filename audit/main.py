@@ -75,6 +75,8 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 def _describe(error: dict[str, Any]) -> dict[str, str]:
+    if error.get("type") == "json_invalid":  # loc holds the byte offset, not a field
+        return {"field": "body", "detail": f"body: {error.get('msg', 'invalid JSON')}"}
     loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or "body"
     return {"field": field, "detail": f"{field}: {error.get('msg', 'invalid value')}"}

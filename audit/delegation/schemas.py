@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from audit.codesets.formats import SYSTEMS
 
@@ -18,14 +18,18 @@ class DelegationCreate(BaseModel):
     dos_until: date | None = None
     provider_id: str | None = Field(default=None, description="Defaults to the signed-in provider")
 
+    @field_validator("valid_until", "valid_from")
+    @classmethod
+    def _aware(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-12-31T23:59:59Z")
+        return moment
+
     @model_validator(mode="after")
     def _consistent(self) -> DelegationCreate:
         unknown = sorted(set(self.code_systems) - set(SYSTEMS))
         if unknown:
             raise ValueError(f"code_systems: unknown {unknown}; expected some of {list(SYSTEMS)}")
-        for moment in (self.valid_until, self.valid_from):
-            if moment is not None and moment.tzinfo is None:
-                raise ValueError("valid_from/valid_until need a time zone, e.g. 2026-12-31T23:59:59Z")
         if self.valid_from and self.valid_from >= self.valid_until:
             raise ValueError("valid_until must be after valid_from")
         if self.dos_from and self.dos_until and self.dos_from > self.dos_until:

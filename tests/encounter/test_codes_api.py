@@ -194,3 +194,18 @@ def test_list_encounters_filters_and_pages(client: TestClient, setting: dict[str
     ).json()
     assert october["total"] == 3
     assert client.get(f"{API}/encounters", params={"status": "bogus"}, headers=hp).status_code == 422
+
+
+def test_malformed_json_and_naive_times_name_the_field(client: TestClient, setting: dict[str, Any]) -> None:
+    broken = client.post(
+        f"{API}/encounters",
+        content=b"{not json",
+        headers={**setting["hc"], "content-type": "application/json"},
+    )
+    assert broken.status_code == 422 and broken.json()["field"] == "body"
+    naive = client.post(
+        f"{API}/delegations",
+        headers=setting["hp"],
+        json={"coder_id": setting["coder"].id, "code_systems": ["CPT"], "valid_until": "2030-01-01T00:00:00"},
+    )
+    assert naive.status_code == 422 and naive.json()["field"] == "valid_until"
