@@ -130,10 +130,12 @@ def main() -> int:
         base = max(baseline(path) for _ in range(2))
         best = 0.0
         for jobs in (0, 1):
-            start = time.perf_counter()
-            code = verify.main([str(path), "--jobs", str(jobs)])  # type: ignore[attr-defined]
-            rate = n / (time.perf_counter() - start)
-            assert code == 0
+            rate = 0.0
+            for _ in range(3):  # best of three, like the baseline: this machine is noisy
+                start = time.perf_counter()
+                code = verify.main([str(path), "--jobs", str(jobs)])  # type: ignore[attr-defined]
+                rate = max(rate, n / (time.perf_counter() - start))
+                assert code == 0
             label = "auto" if jobs == 0 else "single process"
             print(f"verify.py ({label}): {rate:,.0f} events/s, {rate / base:.2f}x baseline")
             best = max(best, rate) if jobs == 0 else best
