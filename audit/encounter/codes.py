@@ -216,26 +216,8 @@ def change_code(
     warnings = check_line(
         session, system=line.system, code=line.code, modifiers=line.modifiers, dos=encounter.date_of_service
     )
-    line.version += 1
-    line.changed_by, line.changed_at = actor_user.id, utcnow()
-    session.add(line)
-    session.flush()
-    return _record(
-        session,
-        _event(
-            "code.change",
-            grant,
-            actor_user,
-            via,
-            encounter,
-            line,
-            reason=data.reason,
-            before=before,
-            after=line_state(line),
-        ),
-        encounter,
-        line,
-        warnings,
+    return _save_version(
+        session, "code.change", grant, actor_user, via, encounter, line, before, data.reason, warnings
     )
 
 
@@ -251,27 +233,32 @@ def void_code(
         raise Conflict(f"code line {line.id} is already voided", field="line_id")
     before = line_state(line)
     line.status, line.void_reason = "voided", data.reason
+    return _save_version(
+        session, "code.void", grant, actor_user, via, encounter, line, before, data.reason, []
+    )
+
+
+def _save_version(
+    session: Session,
+    action: str,
+    grant: Grant,
+    actor_user: CurrentUser,
+    via: CurrentUser | None,
+    encounter: Encounter,
+    line: CodeLine,
+    before: dict[str, Any],
+    reason: str | None,
+    warnings: list[str],
+) -> LineResult:
+    """A changed or voided line becomes its next version; the ledger keeps the before and after."""
     line.version += 1
     line.changed_by, line.changed_at = actor_user.id, utcnow()
     session.add(line)
     session.flush()
-    return _record(
-        session,
-        _event(
-            "code.void",
-            grant,
-            actor_user,
-            via,
-            encounter,
-            line,
-            reason=data.reason,
-            before=before,
-            after=line_state(line),
-        ),
-        encounter,
-        line,
-        [],
+    draft = _event(
+        action, grant, actor_user, via, encounter, line, reason=reason, before=before, after=line_state(line)
     )
+    return _record(session, draft, encounter, line, warnings)
 
 
 def _check_pointers(session: Session, encounter: Encounter, line: CodeLine) -> None:
