@@ -45,6 +45,29 @@ def _validated(system: str, code: str, modifiers: list[str]) -> tuple[str, str, 
         raise InvalidInput(exc.field, exc.message) from exc
 
 
+@dataclass(frozen=True)
+class Writer:
+    """Who writes a line: the user whose authority is used, the grant that allowed it, and the
+    integration account submitting for them (if any)."""
+
+    user: CurrentUser
+    grant: Grant
+    via: CurrentUser | None
+
+    def event(self, action: str, encounter: Encounter, line: CodeLine, **kw: Any) -> EventDraft:
+        return EventDraft(
+            type=action,
+            actor=self.via.actor("integration") if self.via else self.user.actor(self.grant.role),
+            on_behalf_of=_on_behalf(self.grant, self.user, self.via),
+            subject_type="code_line",
+            subject_id=line.id,
+            encounter_id=encounter.id,
+            provider_id=encounter.rendering_provider_id,
+            policy=self.grant.policy,
+            **kw,
+        )
+
+
 def _authorize_write(
     session: Session,
     user: CurrentUser,
@@ -52,7 +75,7 @@ def _authorize_write(
     encounter: Encounter,
     line: tuple[str | None, str],
     on_behalf_of: str | None,
-) -> tuple[Grant, CurrentUser, CurrentUser | None]:
+) -> Writer:
     """Decide a code write; `line` is (line id, or None for a new line; its code system)."""
     actor_user, via = acting_user(session, user, on_behalf_of)
     line_id, system = line
@@ -65,7 +88,7 @@ def _authorize_write(
         via=via,
         delegations=candidate_delegations(session, actor_user, encounter.rendering_provider_id),
     )
-    return grant, actor_user, via
+    return Writer(actor_user, grant, via)
 
 
 def _require_reason(encounter: Encounter, reason: str | None) -> None:
@@ -111,34 +134,10 @@ def _record(
     return LineResult(line, findings)
 
 
-def _event(
-    action: str,
-    grant: Grant,
-    actor_user: CurrentUser,
-    via: CurrentUser | None,
-    encounter: Encounter,
-    line: CodeLine,
-    **kw: Any,
-) -> EventDraft:
-    return EventDraft(
-        type=action,
-        actor=via.actor("integration") if via else actor_user.actor(grant.role),
-        on_behalf_of=_on_behalf(grant, actor_user, via),
-        subject_type="code_line",
-        subject_id=line.id,
-        encounter_id=encounter.id,
-        provider_id=encounter.rendering_provider_id,
-        policy=grant.policy,
-        **kw,
-    )
-
-
 def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> LineResult:
     encounter = load_encounter(session, encounter_id, for_update=True)
     system, code, modifiers = _validated(data.system, data.code, data.modifiers)
-    grant, actor_user, via = _authorize_write(
-        session, user, "code.add", encounter, (None, system), data.on_behalf_of
-    )
+    writer = _authorize_write(session, user, "code.add", encounter, (None, system), data.on_behalf_of)
     _require_reason(encounter, data.reason)
     warnings = check_line(
         session, system=system, code=code, modifiers=modifiers, dos=encounter.date_of_service
@@ -151,19 +150,17 @@ def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: Co
         modifiers=modifiers,
         units=data.units,
         diagnosis_pointers=list(data.diagnosis_pointers),
-        entered_by=actor_user.id,
-        entered_role=grant.role,
-        delegation_id=grant.delegation_id,
+        entered_by=writer.user.id,
+        entered_role=writer.grant.role,
+        delegation_id=writer.grant.delegation_id,
         entered_at=now,
-        changed_by=actor_user.id,
+        changed_by=writer.user.id,
         changed_at=now,
     )
     _check_pointers(session, encounter, line)
     session.add(line)
     session.flush()
-    draft = _event(
-        "code.add", grant, actor_user, via, encounter, line, reason=data.reason, after=line_state(line)
-    )
+    draft = writer.event("code.add", encounter, line, reason=data.reason, after=line_state(line))
     return _record(session, draft, encounter, line, warnings)
 
 
@@ -188,7 +185,7 @@ def change_code(
     encounter = load_encounter(session, encounter_id, for_update=True)
     line = _load_line(session, encounter, line_id)
     expected = parse_if_match(if_match)
-    grant, actor_user, via = _authorize_write(
+    writer = _authorize_write(
         session, user, "code.change", encounter, (line.id, line.system), data.on_behalf_of
     )
     _require_reason(encounter, data.reason)
@@ -216,9 +213,7 @@ def change_code(
     warnings = check_line(
         session, system=line.system, code=line.code, modifiers=line.modifiers, dos=encounter.date_of_service
     )
-    return _save_version(
-        session, "code.change", grant, actor_user, via, encounter, line, before, data.reason, warnings
-    )
+    return _save_version(session, "code.change", writer, encounter, line, before, data.reason, warnings)
 
 
 def void_code(
@@ -226,24 +221,20 @@ def void_code(
 ) -> LineResult:
     encounter = load_encounter(session, encounter_id, for_update=True)
     line = _load_line(session, encounter, line_id)
-    grant, actor_user, via = _authorize_write(
+    writer = _authorize_write(
         session, user, "code.void", encounter, (line.id, line.system), data.on_behalf_of
     )
     if line.status != "active":
         raise Conflict(f"code line {line.id} is already voided", field="line_id")
     before = line_state(line)
     line.status, line.void_reason = "voided", data.reason
-    return _save_version(
-        session, "code.void", grant, actor_user, via, encounter, line, before, data.reason, []
-    )
+    return _save_version(session, "code.void", writer, encounter, line, before, data.reason, [])
 
 
 def _save_version(
     session: Session,
     action: str,
-    grant: Grant,
-    actor_user: CurrentUser,
-    via: CurrentUser | None,
+    writer: Writer,
     encounter: Encounter,
     line: CodeLine,
     before: dict[str, Any],
@@ -252,12 +243,10 @@ def _save_version(
 ) -> LineResult:
     """A changed or voided line becomes its next version; the ledger keeps the before and after."""
     line.version += 1
-    line.changed_by, line.changed_at = actor_user.id, utcnow()
+    line.changed_by, line.changed_at = writer.user.id, utcnow()
     session.add(line)
     session.flush()
-    draft = _event(
-        action, grant, actor_user, via, encounter, line, reason=reason, before=before, after=line_state(line)
-    )
+    draft = writer.event(action, encounter, line, reason=reason, before=before, after=line_state(line))
     return _record(session, draft, encounter, line, warnings)
 
 
