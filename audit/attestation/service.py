@@ -140,12 +140,7 @@ def _refused_signing(
     user: CurrentUser, target: Target, policy: PolicyRef, reason: str, **extra: Any
 ) -> Conflict:
     error = Conflict(reason, field="encounter_id", **extra)
-
-    def record(session: Session) -> None:
-        ledger.append_one(session, _signing_event(user, target, reason, FAILED, policy, dict(extra)))
-
-    error.recording(record)
-    return error
+    return ledger.refuse_with(error, _signing_event(user, target, reason, FAILED, policy, dict(extra)))
 
 
 def _signing_event(

@@ -12,11 +12,13 @@ import struct
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import func, insert, select, text
 from sqlmodel import Session
 
 from audit.config import get_settings
+from audit.errors import DomainError
 from audit.ledger.chain import (
     ZERO_HASH,
     StoredEvent,
@@ -31,6 +33,7 @@ from audit.ledger.events import EventDraft
 from audit.models import LedgerEvent, utcnow
 
 LEDGER = LedgerEvent.__table__  # type: ignore[attr-defined]
+E = TypeVar("E", bound=DomainError)
 
 
 def advisory_key(log_id: str) -> int:
@@ -110,6 +113,13 @@ def _row(
         "leaf_hash": leaf,
         "chain_hash": chained,
     }
+
+
+def refuse_with(error: E, draft: EventDraft) -> E:
+    """Attach the refusal's evidence to a domain error: the unit of work rolls the refused work back,
+    then appends `draft` in its own transaction (see audit.uow)."""
+    error.recording(lambda session: append_one(session, draft))
+    return error
 
 
 def iter_stored(

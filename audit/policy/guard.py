@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
-
 from audit.errors import Forbidden, Locked
 from audit.ledger import service as ledger
 from audit.ledger.events import DENIED, EventDraft, PolicyRef
@@ -147,9 +145,4 @@ def refusal(
         policy=PolicyRef(decision.policy_version, decision.rule_ids),
         detail={"errors": list(decision.errors)} if decision.errors else {},
     )
-
-    def record(session: Session) -> None:
-        ledger.append_one(session, draft)
-
-    error.recording(record)
-    return error
+    return ledger.refuse_with(error, draft)
