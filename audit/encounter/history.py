@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -20,17 +21,18 @@ def encounter_history(session: Session, *, user: CurrentUser, encounter_id: str)
         select(LEDGER.c.payload).where(LEDGER.c.encounter_id == encounter_id).order_by(LEDGER.c.seq)
     ).all()
     events = [json.loads(bytes(row[0])) for row in rows]
-    names = _display_names(session, events)
+    names = event_display_names(session, events)
     return [_entry(event, names) for event in events]
 
 
-def _display_names(session: Session, events: list[dict[str, Any]]) -> dict[str, str]:
-    ids = {e["actor"]["id"] for e in events if e["actor"].get("id")}
-    ids |= {e["on_behalf_of"]["user_id"] for e in events if e.get("on_behalf_of")}
+def event_display_names(session: Session, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Display names of the actors and on-behalf-of users of ledger payloads, in one query."""
+    ids = {e["actor"]["id"] for e in events if (e.get("actor") or {}).get("id")}
+    ids |= {e["on_behalf_of"]["user_id"] for e in events if (e.get("on_behalf_of") or {}).get("user_id")}
     if not ids:
         return {}
-    users = session.execute(select(col(User.id), col(User.display_name)).where(col(User.id).in_(ids))).all()
-    return {uid: name for uid, name in users}
+    rows = session.execute(select(col(User.id), col(User.display_name)).where(col(User.id).in_(ids))).all()
+    return {str(uid): str(name) for uid, name in rows}
 
 
 def _entry(event: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from sqlmodel import Session, col
 
 from audit.attestation.service import attestation_view
 from audit.config import get_settings
+from audit.encounter.history import event_display_names
 from audit.errors import InvalidInput
 from audit.fhir import mapping
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
 from audit.ledger.service import LEDGER
-from audit.models import Attestation, Encounter, User
+from audit.models import Attestation, Encounter
 from audit.policy.guard import Grant, Target, authorize
 from audit.policy.scope import auditor_context
 from audit.principal import CurrentUser
@@ -245,15 +246,6 @@ def _record_search(
     )
 
 
-def _display_names(session: Session, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-    ids = {e["actor"]["id"] for e in events if (e.get("actor") or {}).get("id")}
-    ids |= {e["on_behalf_of"]["user_id"] for e in events if (e.get("on_behalf_of") or {}).get("user_id")}
-    if not ids:
-        return {}
-    rows = session.execute(select(col(User.id), col(User.display_name)).where(col(User.id).in_(ids))).all()
-    return {str(uid): str(name) for uid, name in rows}
-
-
 # --- searches ---------------------------------------------------------------------------------------
 
 
@@ -300,7 +292,7 @@ def search_audit_events(
         else []
     )
     decoded = [(json.loads(bytes(payload)), bytes(payload), bytes(leaf)) for payload, leaf in rows]
-    names = _display_names(session, [event for event, _, _ in decoded])
+    names = event_display_names(session, [event for event, _, _ in decoded])
     base = f"{base_url}/AuditEvent"
     entries = [
         (

@@ -28,12 +28,14 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit.ledger.chain import rfc3339
 
 ED25519_ALG = b"\x01"
 SIG_PREFIX = "\u2014 "  # em dash and a space
@@ -132,7 +134,7 @@ def parse_public_key_text(text: str) -> tuple[str, Ed25519PublicKey]:
 def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise CheckpointError("checkpoint time must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(moment)
 
 
 def format_checkpoint(
