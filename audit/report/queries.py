@@ -37,7 +37,7 @@ EM_FAMILIES = {
 }
 
 
-def _code_text(state: Any) -> str:
+def code_text(state: Any) -> str:
     if not isinstance(state, dict):
         return ""
     mods = "-".join(state.get("modifiers") or [])
@@ -69,7 +69,7 @@ def changes_after_attestation(session: Session, f: Filters, now: datetime) -> Re
         rows.append(
             [r.seq, r.ts, r.type, r.encounter_id, r.external_id, r.date_of_service,
              name_of(who, r.rendering_provider_id), name_of(who, r.actor_id), r.actor_role, r.subject_id,
-             _code_text(event.get("before")), _code_text(event.get("after")), event.get("reason") or ""]
+             code_text(event.get("before")), code_text(event.get("after")), event.get("reason") or ""]
         )  # fmt: skip
     columns = [
         "seq", "at", "type", "encounter_id", "external_id", "date_of_service", "provider", "actor",

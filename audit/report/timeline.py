@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from audit.encounter.history import encounter_history
 from audit.principal import CurrentUser
-from audit.report.queries import _code_text
+from audit.report.queries import code_text
 from audit.report.schemas import Report, Section
 from audit.report.sql import ATT
 
@@ -32,7 +32,7 @@ def _state_text(subject_type: str | None, value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if subject_type == "code_line" and "code" in value:
         pointers = value.get("diagnosis_pointers") or []
-        text = f"{_code_text(value)} (v{value.get('version')})"
+        text = f"{code_text(value)} (v{value.get('version')})"
         text += f", dx {','.join(map(str, pointers))}" if pointers else ""
         return text + (f", void reason: {value['void_reason']}" if value.get("void_reason") else "")
     if "printed_name" in value:
