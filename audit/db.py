@@ -1,8 +1,11 @@
 """Engine, naming convention and the one-transaction-per-unit-of-work session scope.
 
 SQLite transactions start with BEGIN IMMEDIATE so the ledger head read and the append happen
-under the database write lock (DESIGN.md section 5). PostgreSQL runs READ COMMITTED; the ledger
-serialises appends with an advisory transaction lock.
+under the database write lock (DESIGN.md section 5), except a read unit of work (an HTTP GET or HEAD,
+`session_scope(write=False)`), which begins DEFERRED so it never queues behind writers; if it
+writes after all, SQLite either upgrades it (nothing was committed since its snapshot) or refuses at
+once with SQLITE_BUSY, which `audit.uow` turns into a retry as a writer (`lock_upgrade_refused`).
+PostgreSQL runs READ COMMITTED; the ledger serialises appends with an advisory transaction lock.
 """
 
 from __future__ import annotations
@@ -27,34 +30,52 @@ NAMING_CONVENTION = {
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
+READ_SNAPSHOT = "audit_read_snapshot"  # execution option: a consistent read-only transaction
+DEFERRED = "audit_deferred"  # execution option: a SQLite unit of work that starts as a reader
+_SQLITE_BUSY = 5  # the primary result code; SQLITE_BUSY_SNAPSHOT (517) and the others share it
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
-        _configure_sqlite(engine)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True, **kwargs
+        )
+        _configure_sqlite(engine, get_settings().sqlite_synchronous)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, isolation_level="READ COMMITTED", pool_pre_ping=True, **kwargs)
+    # hide_parameters: a database error's message (logged) never carries a statement's values, so no
+    # password hash, token digest or patient reference reaches the logs through it.
+    return create_engine(
+        url, isolation_level="READ COMMITTED", pool_pre_ping=True, hide_parameters=True, **kwargs
+    )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite so BEGIN IMMEDIATE is ours to issue.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if engine.url.database not in (None, "", ":memory:"):
+            # 16 KiB pages for a NEW file (a no-op on an existing one, and it must precede WAL): a
+            # ledger row is 1-2 KB, and 4 KiB pages left a fifth of each page unused (issue 12).
+            cursor.execute("PRAGMA page_size=16384")
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL (the default, AUDIT_SQLITE_SYNCHRONOUS): each commit fsyncs the WAL, so an acknowledged
+        # write survives power loss; NORMAL only survives a process crash.
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only transaction (verification, checkpoint signing) or a read unit of work (a GET)
+        # must not hold the write lock.
+        options = conn.get_execution_options()
+        reader = options.get(READ_SNAPSHOT) or options.get(DEFERRED)
+        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
 @lru_cache
@@ -71,16 +92,57 @@ def is_sqlite(bind: Engine | Any) -> bool:
 
 
 @contextmanager
-def session_scope(bind: Engine | Connection | None = None) -> Iterator[Session]:
+def read_snapshot(bind: Engine) -> Iterator[Session]:
+    """A read-only transaction that sees one consistent state across many queries, without blocking
+    writers: REPEATABLE READ on PostgreSQL (nothing is appended in it), a deferred BEGIN on SQLite
+    (a WAL snapshot from the first read). Always rolled back."""
+    conn = bind.connect().execution_options(**{READ_SNAPSHOT: True})
+    if bind.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    try:
+        with conn.begin() as transaction, Session(conn, expire_on_commit=False) as session:
+            if bind.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield session
+            transaction.rollback()
+    finally:
+        conn.close()
+
+
+@lru_cache
+def _deferred(engine: Engine) -> Engine:
+    return engine.execution_options(**{DEFERRED: True})
+
+
+def lock_upgrade_refused(exc: BaseException) -> bool:
+    """True when SQLite refused a deferred transaction the write lock (SQLITE_BUSY): another
+    connection wrote since its snapshot, or holds the lock. Waiting cannot help (SQLite does not
+    call the busy handler for an upgrade); running the unit again as a writer does."""
+    from sqlalchemy import exc as sa_exc
+
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == _SQLITE_BUSY
+
+
+@contextmanager
+def session_scope(bind: Engine | Connection | None = None, *, write: bool = True) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error. Services never commit.
 
     Given a Connection already in a transaction (the tests' rolled-back outer transaction), the
     session works in a savepoint, so commit and rollback behave as they do on their own.
+    `write=False` (a unit that expects only to read): on SQLite the transaction begins DEFERRED, so it
+    takes no lock until (unless) it writes; it still commits what it wrote.
     """
     bind = bind or get_engine()
-    options: dict[str, Any] = (
-        {"join_transaction_mode": "create_savepoint"} if isinstance(bind, Connection) else {}
-    )
+    if not write and isinstance(bind, Engine) and is_sqlite(bind):
+        bind = _deferred(bind)
+    # A Connection in a transaction: work in a savepoint. An AUTOCOMMIT one (the restore's
+    # lock-holding connection) has no transaction to make a savepoint in.
+    isolation = bind.get_execution_options().get("isolation_level") if isinstance(bind, Connection) else None
+    joins = isinstance(bind, Connection) and isolation != "AUTOCOMMIT"
+    options: dict[str, Any] = {"join_transaction_mode": "create_savepoint"} if joins else {}
     with Session(bind, expire_on_commit=False, **options) as session:
         try:
             yield session
@@ -88,3 +150,78 @@ def session_scope(bind: Engine | Connection | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(bind: Engine | Connection | None = None) -> Iterator[Session]:
+    """A read-only transaction, always rolled back. On SQLite it starts with a plain (deferred) BEGIN,
+    so it never takes the write lock: in WAL mode it reads a snapshot while writers carry on."""
+    bind = bind or get_engine()
+    if isinstance(bind, Engine):
+        bind = bind.execution_options(**{READ_SNAPSHOT: True})
+    in_autocommit = isinstance(bind, Connection) and bind.get_execution_options().get("isolation_level") == (
+        "AUTOCOMMIT"
+    )  # no transaction to make a savepoint in (the restore's lock-holding connection)
+    options: dict[str, Any] = (
+        {"join_transaction_mode": "create_savepoint"}
+        if isinstance(bind, Connection) and not in_autocommit
+        else {}
+    )
+    with Session(bind, expire_on_commit=False, **options) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def locked_row(session: Session, model: Any, values: dict[str, Any], key: str) -> Any:
+    """The row of `model` whose `key` column equals values[key], created from `values` if missing,
+    locked for this transaction (FOR UPDATE on PostgreSQL; SQLite transactions hold the write lock).
+
+    Between the insert and the select a concurrent transaction may delete the row (pruning), so the
+    pair is retried; under READ COMMITTED the next insert then creates it."""
+    from sqlalchemy import select
+
+    stmt = (
+        select(model)
+        .where(getattr(model, key) == values[key])
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    for _ in range(5):
+        insert_missing(session, model.__table__, values, [key])
+        row = session.scalars(stmt).first()
+        if row is not None:
+            return row
+    raise RuntimeError(f"{model.__tablename__} row {values[key]!r} kept disappearing")
+
+
+def insert_missing(session: Session, table: Any, values: dict[str, Any], key: list[str]) -> None:
+    """INSERT the row unless one with the same `key` exists (ON CONFLICT DO NOTHING on both databases),
+    so concurrent first writers of a counter row never fail on its primary key."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
+    else:
+        session.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
+
+
+# PostgreSQL SQLSTATE classes that mean "not now" rather than "wrong": connection exceptions (08),
+# insufficient resources such as a full disk (53), operator intervention such as a shutdown (57),
+# and a read-only transaction on a standby (25006).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_UNAVAILABLE_SQLSTATES = ("25006",)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when a database error means the database cannot serve now (down, unreachable, full,
+    read-only, locked too long), so the client should retry later (503), not that the request is bad."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or ""
+        return state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or state in _UNAVAILABLE_SQLSTATES
+    return False

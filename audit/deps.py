@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from audit.db import get_engine
+from audit.inputs import MAX_PATH_PARAM, MAX_QUERY_VALUE, check_params
+from audit.middleware import AS_WRITER, READ_METHODS
 from audit.principal import CurrentUser
 from audit.uow import unit_of_work
 from audit.user.service import resolve_token
@@ -23,12 +25,21 @@ def get_bind() -> Engine | Connection:
     return get_engine()
 
 
-def get_session(bind: Annotated[Engine | Connection, Depends(get_bind)]) -> Iterator[Session]:
-    """The request's unit of work: commits before the response is sent (scope='function')."""
-    with unit_of_work(bind) as session:
+def get_session(
+    request: Request, bind: Annotated[Engine | Connection, Depends(get_bind)]
+) -> Iterator[Session]:
+    """The request's unit of work: commits before the response is sent (scope='function'). A GET or
+    HEAD is a read unit (no write lock on SQLite) unless `RetryAsWriter` is running it again."""
+    with unit_of_work(bind, write=not reads_only(request)) as session:
         yield session
 
 
+def reads_only(request: Request) -> bool:
+    """A safe method, on its first try (see audit.middleware.RetryAsWriter)."""
+    return request.method in READ_METHODS and not request.scope.get(AS_WRITER, False)
+
+
+BindDep = Annotated[Engine | Connection, Depends(get_bind)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 
@@ -42,3 +53,10 @@ def get_current_user(session: SessionDep, token: TokenDep) -> CurrentUser:
 
 
 UserDep = Annotated[CurrentUser, Depends(get_current_user)]
+
+
+def check_request_params(request: Request) -> None:
+    """Every route's query and path strings follow audit.inputs (no control characters, bounded
+    length) before anything reads them: a dependency of the whole application."""
+    check_params(request.path_params.items(), where="path", max_length=MAX_PATH_PARAM)
+    check_params(request.query_params.multi_items(), where="query", max_length=MAX_QUERY_VALUE)

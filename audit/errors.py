@@ -75,3 +75,32 @@ class Locked(DomainError):
 class PreconditionRequired(DomainError):
     status_code = 428
     kind = "PreconditionRequired"
+
+
+class WitnessUnavailable(DomainError):
+    """A checkpoint could not be handed to its witness (missing or unwritable witness file)."""
+
+    status_code = 503
+    kind = "WitnessUnavailable"
+
+
+class TooManyAttempts(DomainError):
+    """Back-off: the caller must wait `retry_after` seconds (sent as the Retry-After header too)."""
+
+    status_code = 429
+    kind = "TooManyAttempts"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
+def retry_after(error: DomainError) -> int | None:
+    """Seconds a client should wait before trying again, when the error says so."""
+    value = error.extra.get("retry_after")
+    return int(value) if isinstance(value, int) else None
+
+
+class UnsupportedMediaType(DomainError):
+    status_code = 415
+    kind = "UnsupportedMediaType"

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    ForeignKey,
     Index,
     LargeBinary,
     String,
@@ -49,9 +50,12 @@ class User(SQLModel, table=True):
     credential: str | None = Field(default=None, max_length=20)
     credential_active: bool = True
     is_active: bool = True
-    failed_signins: int = 0
     failed_signings: int = 0
+    # Set only by an administrator: every action of a locked account is refused (Cedar
+    # segregation.locked_principal). Failed sign-ins never lock an account: they back off.
     locked_until: datetime | None = _utc(nullable=True)
+    # Repeated wrong passwords at signing lock signing only (Cedar attestation.signing_locked).
+    signing_locked_until: datetime | None = _utc(nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
@@ -73,8 +77,18 @@ class Encounter(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_encounter_source_external_id"),
         Index("ix_encounter_provider_dos", "rendering_provider_id", "date_of_service"),
-        Index("ix_encounter_dos", "date_of_service"),
         Index("ix_encounter_provider_dos_status", "rendering_provider_id", "date_of_service", "status", "id"),
+        # Keyset pages of the encounter list (newest date of service first) and the web tables' sorts
+        # inside one provider's encounters: each ORDER BY walks an index instead of sorting the scope.
+        Index("ix_encounter_dos_id", "date_of_service", "id"),  # replaces ix_encounter_dos
+        Index("ix_encounter_provider_external_id", "rendering_provider_id", "external_id", "id"),
+        Index("ix_encounter_provider_patient_ref", "rendering_provider_id", "patient_ref", "id"),
+        Index("ix_encounter_provider_status", "rendering_provider_id", "status", "date_of_service", "id"),
+        Index("ix_encounter_provider_created", "rendering_provider_id", "created_at", "id"),
+        # Prefix search (the worklist's external id and patient reference boxes): a range on SQLite,
+        # LIKE 'x%' through text_pattern_ops on PostgreSQL (see audit.web.queries.starts_with).
+        Index("ix_encounter_external_id", "external_id", postgresql_ops={"external_id": "text_pattern_ops"}),
+        Index("ix_encounter_patient_ref", "patient_ref", postgresql_ops={"patient_ref": "text_pattern_ops"}),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -87,6 +101,24 @@ class Encounter(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)
     created_by: str = Field(foreign_key="app_user.id", max_length=36)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class EncounterSupervisor(SQLModel, table=True):
+    """One row per supervising provider of an encounter: the index the encounter list's scope joins
+    ("encounters I supervise") instead of searching `encounter.supervising_provider_ids`, which stays
+    the record the ledger vouches for. Database triggers (migration 0010) write it from that column on
+    every insert or change of an encounter, whatever the path (API, import, a loader's raw INSERT), so
+    it cannot drift; nothing in the application writes it. Like the column, it names users without a
+    foreign key to them."""
+
+    __tablename__ = "encounter_supervisor"
+
+    provider_id: str = Field(primary_key=True, max_length=36)
+    encounter_id: str = Field(
+        sa_column=Column(
+            String(36), ForeignKey("encounter.id", ondelete="CASCADE"), primary_key=True, nullable=False
+        )
+    )
 
 
 class CodeLine(SQLModel, table=True):
@@ -113,6 +145,20 @@ class CodeLine(SQLModel, table=True):
     void_reason: str | None = Field(default=None, max_length=500)
 
 
+class ImportLine(SQLModel, table=True):
+    """Which code line a bulk feed's line became: the same (source, external_id, line_ref) is never
+    imported twice. `digest` is the SHA-256 of the feed row's line fields as last applied, so a re-run
+    skips an unchanged row without reading its line, and a changed row becomes a change event."""
+
+    __tablename__ = "import_line"
+
+    source: str = Field(primary_key=True, max_length=64)
+    external_id: str = Field(primary_key=True, max_length=128)
+    line_ref: str = Field(primary_key=True, max_length=128)
+    line_id: str = Field(foreign_key="code_line.id", max_length=36, index=True)
+    digest: str = Field(max_length=64)
+
+
 class LedgerEvent(SQLModel, table=True):
     """One audit event. `payload` is the exact hashed bytes; the other columns are indexed copies."""
 
@@ -123,9 +169,7 @@ class LedgerEvent(SQLModel, table=True):
         Index("ix_ledger_event_type_ts", "type", "ts"),
         Index("ix_ledger_event_actor_ts", "actor_id", "ts"),
         Index("ix_ledger_event_ts", "ts"),
-        Index("ix_ledger_event_encounter_type_seq", "encounter_id", "type", "outcome", "log_id", "seq"),
         Index("ix_ledger_event_outcome_provider", "outcome", "provider_id"),
-        UniqueConstraint("event_id", name="uq_ledger_event_event_id"),
     )
 
     log_id: str = Field(primary_key=True, max_length=64)
@@ -241,7 +285,34 @@ class Checkpoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class MerkleFrontier(SQLModel, table=True):
+    """The Merkle tree's right edge (the O(log n) subtree roots) at a checkpoint's tree size, written
+    with the checkpoint, so a new process extends the root from there instead of re-reading every
+    leaf. A cache, never evidence: it is used only when its root equals the signed checkpoint's, and
+    full verification recomputes every row and reports one that differs."""
+
+    __tablename__ = "merkle_frontier"
+
+    log_id: str = Field(primary_key=True, max_length=64)
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    nodes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
 # Code-set tables live with their package; importing them here registers them for Alembic.
 from audit.codesets.models import CodeSetCode, CodeSetRelease, MueLimit, NcciPtpEdit  # noqa: E402
+from audit.coding_audit.models import (  # noqa: E402
+    AuditFinding,
+    AuditFollowUp,
+    AuditSignature,
+    CodingAudit,
+    FindingResponse,
+)
+from audit.ledger.models import RollupDenied, RollupProviderDay, RollupProviderDayAuthor  # noqa: E402
+from audit.user.models import SigninBackoff, SigninBurst  # noqa: E402
 
-__all__ = ["CodeSetCode", "CodeSetRelease", "MueLimit", "NcciPtpEdit"]
+__all__ = [
+    "AuditFinding", "AuditFollowUp", "AuditSignature", "CodeSetCode", "CodeSetRelease", "CodingAudit",
+    "FindingResponse", "MueLimit", "NcciPtpEdit", "RollupDenied", "RollupProviderDay",
+    "RollupProviderDayAuthor", "SigninBackoff", "SigninBurst",
+]  # fmt: skip

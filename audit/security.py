@@ -50,7 +50,7 @@ def token_digest(token: str) -> str:
 
 def npi_is_valid(npi: str) -> bool:
     """CMS NPI check digit: Luhn over the 9 leading digits prefixed with 80840."""
-    if len(npi) != 10 or not npi.isdigit():
+    if len(npi) != 10 or not (npi.isascii() and npi.isdigit()):
         return False
     digits = [int(c) for c in "80840" + npi[:9]]
     total = 0
@@ -61,3 +61,17 @@ def npi_is_valid(npi: str) -> bool:
                 d -= 9
         total += d
     return (10 - total % 10) % 10 == int(npi[9])
+
+
+def keyed_digest(purpose: str, value: str) -> str:
+    """HMAC-SHA256 (AUDIT_SECRET_KEY) of `value` for `purpose`, in hex: a stable, unguessable key for a
+    username or an address, so neither is stored in the clear and nobody without the secret can
+    compute which row belongs to whom."""
+    import hmac
+
+    from audit.config import get_settings
+
+    secret = get_settings().secret_key.encode()
+    return hmac.new(
+        secret, f"{purpose}\x00{value}".encode("utf-8", "surrogatepass"), hashlib.sha256
+    ).hexdigest()

@@ -7,6 +7,7 @@ suite once on SQLite and once on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from audit.migrate import upgrade
 from audit.principal import CurrentUser
 from audit.uow import unit_of_work
 from audit.user.schemas import UserCreate
-from audit.user.service import create_user
+from audit.user.service import bootstrap_user
 from tests.support import IS_POSTGRES, PASSWORD, TEST_DB_URL  # sets the test environment first
 
 
@@ -38,6 +39,17 @@ def reset_database(url: str) -> None:
         engine.dispose()
     else:
         Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def witness_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A witness file per test: each test's checkpoints are rolled back with its transaction, so a
+    shared witness would hold notes over trees the next test's ledger never had."""
+    path = tmp_path / "witness.txt"
+    monkeypatch.setenv("AUDIT_WITNESS_FILE", str(path))
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +111,7 @@ class People:
             credential = credential or "MD"
         username = f"{'-'.join(roles)}{self._n}".replace("_", "")
         with unit_of_work(self.connection) as s:
-            user = create_user(
+            user = bootstrap_user(
                 s,
                 data=UserCreate(
                     username=username,
@@ -130,6 +142,28 @@ class People:
         with unit_of_work(self.connection) as s:
             return grant_delegation(s, user=provider, data=DelegationCreate(**body)).id
 
+    def engage(
+        self,
+        auditor: CurrentUser,
+        officer: CurrentUser,
+        date_from: str = "2026-01-01",
+        date_to: str = "2026-06-30",
+    ) -> None:
+        """Open a ten-day engagement for `auditor` through the real API, as compliance officer `officer`."""
+        from datetime import timedelta
+
+        from audit.models import utcnow
+
+        assert self.client is not None
+        body = {
+            "auditor_id": auditor.id,
+            "date_from": date_from,
+            "date_to": date_to,
+            "expires_at": (utcnow() + timedelta(days=10)).isoformat(),
+        }
+        opened = self.client.post("/api/v1/engagements", headers=self.headers(officer), json=body)
+        assert opened.status_code == 201, opened.text
+
     def headers(self, user: CurrentUser) -> dict[str, str]:
         assert self.client is not None
         response = self.client.post(
@@ -144,21 +178,31 @@ def people(connection: Connection, client: TestClient) -> People:
     return People(connection, client)
 
 
-@pytest.fixture
-def fresh_db_url(tmp_path: Path) -> Iterator[str]:
-    """A new, empty database of the backend under test, for tests that need their own processes."""
+@contextmanager
+def new_database(tmp_path: Path, stem: str) -> Iterator[str]:
+    """A new, empty database of the backend under test (a SQLite file in `tmp_path`, or a PostgreSQL
+    database dropped afterwards), for tests that need their own processes or a second database."""
     if not IS_POSTGRES:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        yield f"sqlite:///{tmp_path / f'{stem}.db'}"
         return
     import uuid
 
     from sqlalchemy.engine import make_url
 
-    name = f"audit_t_{uuid.uuid4().hex[:10]}"
+    name = f"audit_{stem[0]}_{uuid.uuid4().hex[:10]}"
     admin = make_engine(TEST_DB_URL).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(TEST_DB_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(TEST_DB_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh_db_url(tmp_path: Path) -> Iterator[str]:
+    """A new, empty database of the backend under test, for tests that need their own processes."""
+    with new_database(tmp_path, "fresh") as url:
+        yield url

@@ -77,5 +77,20 @@ def test_user_add_demo_and_verify(fresh_db_url: str, tmp_path: Path) -> None:
             text("SELECT count(*) FROM code_line WHERE entered_role = 'coder'")
         ).scalar_one()
         encounters = conn.execute(text("SELECT count(*) FROM encounter")).scalar_one()
+        refused = conn.execute(
+            text("SELECT type, outcome FROM ledger_event WHERE outcome <> 'allowed' ORDER BY seq")
+        ).all()
+        flags = conn.execute(text("SELECT count(*) FROM encounter_note WHERE kind = 'flag'")).scalar_one()
+        engagements = conn.execute(text("SELECT count(*) FROM engagement")).scalar_one()
+        findings = conn.execute(text("SELECT verdict, category FROM audit_finding ORDER BY verdict")).all()
+        disputes = conn.execute(
+            text("SELECT count(*) FROM audit_finding_response WHERE response = 'dispute'")
+        ).scalar_one()
     engine.dispose()
     assert encounters >= 5 and by_coder >= 15
+    # findings to look at: a coder refused for want of a delegation, a header code refused, a flag, and
+    # an engagement for the auditor
+    assert [tuple(r) for r in refused] == [("code.add", "denied"), ("code.add", "failed")]
+    assert flags == 1 and engagements == 1
+    # a coding audit in that engagement: lines agreed, one E/M level disputed by the provider
+    assert ("disagree", "upcoded") in [tuple(f) for f in findings] and len(findings) >= 3 and disputes == 1

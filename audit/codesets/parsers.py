@@ -78,13 +78,18 @@ def decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+def _ascii_digits(text: str) -> bool:
+    """``str.isdigit`` accepts any Unicode digit (and ``int`` converts them): files are ASCII."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_yyyymmdd(text: str, *, line: int | None = None, field: str = "date") -> date | None:
     """``20191231`` or ``2019-12-31`` -> date; blank or ``*`` -> None."""
     t = text.strip()
     if not t or t == "*":
         return None
     digits = t.replace("-", "").replace("/", "")
-    if len(digits) != 8 or not digits.isdigit():
+    if len(digits) != 8 or not _ascii_digits(digits):
         raise CodeSetError(f"{field} '{t}' is not a date (expected YYYYMMDD or YYYY-MM-DD)", line=line)
     try:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
@@ -110,7 +115,7 @@ def parse_icd10cm_order(lines: Iterable[str], *, system: str = ICD10CM) -> Itera
         text = raw.rstrip("\r\n")
         if not text.strip():
             continue
-        if len(text) < 15 or not text[:5].strip().isdigit():
+        if len(text) < 15 or not _ascii_digits(text[:5].strip()):
             raise CodeSetError(
                 "not an order-file row (expected order number in columns 1-5, code in 7-13, "
                 "billable flag in 15)",
@@ -140,7 +145,7 @@ def parse_hcpcs(lines: Iterable[str]) -> Iterator[CodeRecord]:
     started = False
     for n, raw in enumerate(lines, start=1):
         text = raw.rstrip("\r\n")
-        is_record = len(text) >= 11 and text[10] in _HCPCS_RICS and text[5:10].strip().isdigit()
+        is_record = len(text) >= 11 and text[10] in _HCPCS_RICS and _ascii_digits(text[5:10].strip())
         if not is_record:
             if not started or not text.strip():
                 continue
@@ -241,7 +246,7 @@ def parse_mue(lines: Iterable[str]) -> Iterator[MueRecord]:
         if len(row) < 3:
             raise CodeSetError(f"MUE row has {len(row)} fields, expected at least 3", line=n)
         units_text = row[1].strip()
-        if not units_text.isdigit():
+        if not _ascii_digits(units_text):
             raise CodeSetError(f"MUE value '{units_text}' is not a whole number", line=n)
         mai_text = row[2].strip()[:1]
         if mai_text not in {"1", "2", "3"}:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from audit.batchreads import remembered
 from audit.models import Delegation
 from audit.principal import CurrentUser
 
@@ -14,6 +15,10 @@ def candidate_delegations(session: Session, user: CurrentUser, provider_id: str)
     """Unrevoked delegations from `provider_id` to `user`, newest first (none unless a coder)."""
     if not user.has("coder"):
         return []
+    return remembered(("delegations", user.id, provider_id), lambda: _unrevoked(session, user, provider_id))
+
+
+def _unrevoked(session: Session, user: CurrentUser, provider_id: str) -> list[Delegation]:
     return list(
         session.exec(
             select(Delegation)

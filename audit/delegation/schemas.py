@@ -1,29 +1,31 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit.codesets.formats import SYSTEMS
+from audit.inputs import RequestModel, UtcDateTime
 
 
-class DelegationCreate(BaseModel):
+class DelegationCreate(RequestModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     coder_id: str = Field(min_length=1, max_length=36)
-    code_systems: list[str] = Field(min_length=1, description=f"Some of {', '.join(SYSTEMS)}")
-    valid_until: datetime
-    valid_from: datetime | None = None
+    code_systems: list[Annotated[str, Field(max_length=32)]] = Field(
+        min_length=1,
+        max_length=10,
+        description=f"Some of {', '.join(SYSTEMS)}",
+        examples=[["CPT", "ICD-10-CM"]],
+    )
+    valid_until: UtcDateTime
+    valid_from: UtcDateTime | None = None
     dos_from: date | None = None
     dos_until: date | None = None
-    provider_id: str | None = Field(default=None, description="Defaults to the signed-in provider")
-
-    @field_validator("valid_until", "valid_from")
-    @classmethod
-    def _aware(cls, moment: datetime | None) -> datetime | None:
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("needs a time zone, e.g. 2026-12-31T23:59:59Z")
-        return moment
+    provider_id: str | None = Field(
+        default=None, max_length=36, description="Defaults to the signed-in provider"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DelegationCreate:
@@ -35,12 +37,6 @@ class DelegationCreate(BaseModel):
         if self.dos_from and self.dos_until and self.dos_from > self.dos_until:
             raise ValueError("dos_until must not be before dos_from")
         return self
-
-
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: str = Field(min_length=3, max_length=500)
 
 
 class DelegationOut(BaseModel):

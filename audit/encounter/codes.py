@@ -6,43 +6,80 @@ and nothing is deleted: a removal voids the line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, select
 
-from audit.attestation.service import supersede_on_change
-from audit.codesets.formats import CodeFormatError, normalize_code, normalize_modifiers, normalize_system
+from audit.codesets.formats import (
+    CodeFormatError,
+    modifiers_allowed,
+    normalize_code,
+    normalize_modifiers,
+    normalize_system,
+)
 from audit.codesets.validation import check_line, encounter_findings, finding_view
 from audit.delegation.lookup import candidate_delegations
 from audit.encounter.schemas import CodeLineCreate, CodeLinePatch, ReasonIn
-from audit.encounter.service import _on_behalf, acting_user, active_lines, encounter_res, load_encounter
+from audit.encounter.service import acting_user, active_lines, encounter_res, load_encounter
+from audit.encounter.signature import supersede_on_change
 from audit.encounter.views import line_state
 from audit.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PreconditionRequired
+from audit.inputs import is_ascii_digits
 from audit.ledger import service as ledger
-from audit.ledger.events import EventDraft, PolicyRef
+from audit.ledger.events import FAILED, ROW_TIME, EventDraft, PolicyRef
 from audit.models import CodeLine, Encounter, utcnow
 from audit.policy.guard import Grant, Target, authorize
 from audit.policy.runtime import get_compliance
 from audit.principal import CurrentUser
 
+MAX_VERSION_DIGITS = 18  # a line version fits a signed 64-bit integer
+
 
 def parse_if_match(value: str | None) -> int:
     """`If-Match: "3"` (quotes and a weak prefix tolerated) -> 3; 428 when absent."""
     if value is None or not value.strip():
-        raise PreconditionRequired('If-Match header with the line version is required, e.g. If-Match: "1"')
+        raise PreconditionRequired(
+            'If-Match header with the line version is required, e.g. If-Match: "1"', field="If-Match"
+        )
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise InvalidInput("If-Match", f"If-Match must be a line version number in quotes, got {value!r}")
+    if not is_ascii_digits(text) or len(text) > MAX_VERSION_DIGITS:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise InvalidInput(
+            "If-Match", f'If-Match must be a line version number in quotes (e.g. "3"), got {shown!r}'
+        )
     return int(text)
 
 
-def _validated(system: str, code: str, modifiers: list[str]) -> tuple[str, str, list[str]]:
+def _validated(system: str, code: str, modifiers: list[str]) -> tuple[str, list[str]]:
     try:
-        canonical = normalize_system(system)
-        return canonical, normalize_code(canonical, code), normalize_modifiers(modifiers)
+        modifiers_allowed(system, modifiers)
+        return normalize_code(system, code), normalize_modifiers(modifiers)
     except CodeFormatError as exc:
         raise InvalidInput(exc.field, exc.message) from exc
+
+
+def _system(user: CurrentUser, action: str, encounter: Encounter, system: str) -> str:
+    """The canonical code system, or a 422 whose `failed` event names the field (the request is
+    refused before any policy decision, so the event carries none)."""
+    try:
+        return normalize_system(system)
+    except CodeFormatError as exc:
+        error = InvalidInput(exc.field, exc.message)
+        draft = EventDraft(
+            type=action,
+            actor=user.actor(),
+            outcome=FAILED,
+            subject_type="encounter",
+            subject_id=encounter.id,
+            encounter_id=encounter.id,
+            provider_id=encounter.rendering_provider_id,
+            reason=exc.message[:500],
+            detail={"field": exc.field, "message": exc.message[:500]},
+        )
+        raise ledger.refuse_with(error, draft) from exc
 
 
 @dataclass(frozen=True)
@@ -55,17 +92,23 @@ class Writer:
     via: CurrentUser | None
 
     def event(self, action: str, encounter: Encounter, line: CodeLine, **kw: Any) -> EventDraft:
-        return EventDraft(
-            type=action,
-            actor=self.via.actor("integration") if self.via else self.user.actor(self.grant.role),
-            on_behalf_of=_on_behalf(self.grant, self.user, self.via),
-            subject_type="code_line",
-            subject_id=line.id,
-            encounter_id=encounter.id,
-            provider_id=encounter.rendering_provider_id,
-            policy=self.grant.policy,
-            **kw,
-        )
+        return self.grant.event(type=action, subject_id=line.id, detail=dict(ROW_TIME), **kw)
+
+    @contextmanager
+    def refusals(self, action: str, encounter: Encounter, line_id: str | None, system: str) -> Iterator[None]:
+        """A 422 raised inside (format, code set, reason, pointers) leaves a `failed` event naming
+        the field and the message: evidence of the refused entry, never the patient reference."""
+        try:
+            yield
+        except InvalidInput as error:
+            if error.record is None:
+                message = error.detail[:500]
+                detail: dict[str, Any] = {"field": error.field, "message": message, "system": system}
+                if error.extra.get("release"):
+                    detail["release"] = error.extra["release"]
+                draft = self.grant.event(type=action, outcome=FAILED, reason=message, detail=detail)
+                ledger.refuse_with(error, draft)
+            raise
 
 
 def _authorize_write(
@@ -107,13 +150,26 @@ class LineResult:
     findings: list[dict[str, Any]]
 
 
+def _check(session: Session, encounter: Encounter, system: str, code: str, modifiers: list[str]) -> list[Any]:
+    """The line's code-set findings on the encounter's date of service (422 when it is refused)."""
+    return check_line(
+        session,
+        system=system,
+        code=code,
+        modifiers=modifiers,
+        dos=encounter.date_of_service,
+        unverified_mode=get_compliance().codesets.unverified,
+    )
+
+
 def _record(
-    session: Session, draft: EventDraft, encounter: Encounter, line: CodeLine, warnings: list[str]
+    session: Session, draft: EventDraft, encounter: Encounter, line: CodeLine, codeset: list[dict[str, Any]]
 ) -> LineResult:
-    """Append the change's event with the code-set warnings and the encounter's NCCI/MUE findings
-    (a bypass is recorded with its modifier; the event's actor applied it). A change to attested codes
-    is marked as an amendment and supersedes the attestation in the same transaction."""
-    findings = [{"kind": "codeset", "severity": "warning", "message": w} for w in warnings]
+    """Append the change's event with the line's code-set findings (fallback, unverified, not
+    loaded) and the encounter's NCCI/MUE findings (a bypass is recorded with its modifier; the
+    event's actor applied it). A change to attested codes is marked as an amendment and supersedes
+    the attestation in the same transaction."""
+    findings = list(codeset)
     lines = active_lines(session, encounter.id)
     findings += [
         finding_view(f) for f in encounter_findings(session, lines=lines, dos=encounter.date_of_service)
@@ -122,7 +178,7 @@ def _record(
         draft.detail = {**draft.detail, "findings": findings}
     if encounter.status in ("attested", "amended"):
         draft.detail = {**draft.detail, "amendment": True}
-    ledger.append_one(session, draft)
+    ledger.append_one(session, draft, now=line.changed_at)  # the line's time is its event's ts
     if encounter.status == "attested":
         supersede_on_change(
             session,
@@ -134,16 +190,39 @@ def _record(
     return LineResult(line, findings)
 
 
-def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: CodeLineCreate) -> LineResult:
-    encounter = load_encounter(session, encounter_id, for_update=True)
-    system, code, modifiers = _validated(data.system, data.code, data.modifiers)
+def add_code(
+    session: Session,
+    *,
+    user: CurrentUser,
+    encounter_id: str,
+    data: CodeLineCreate,
+    locked: Encounter | None = None,
+) -> LineResult:
+    """`locked`: the encounter, when the caller already holds it locked in this transaction (a bulk
+    import locks a batch's encounters at once); otherwise it is loaded and locked here."""
+    if locked is not None and locked.id == encounter_id:
+        encounter = locked
+    else:
+        encounter = load_encounter(session, encounter_id, for_update=True)
+    system = _system(user, "code.add", encounter, data.system)
     writer = _authorize_write(session, user, "code.add", encounter, (None, system), data.on_behalf_of)
-    _require_reason(encounter, data.reason)
-    warnings = check_line(
-        session, system=system, code=code, modifiers=modifiers, dos=encounter.date_of_service
-    )
+    with writer.refusals("code.add", encounter, None, system):
+        _require_reason(encounter, data.reason)
+        code, modifiers = _validated(system, data.code, data.modifiers)
+        findings = _check(session, encounter, system, code, modifiers)
+        line = _new_line(encounter, writer, system, code, modifiers, data)
+        _check_pointers(session, encounter, line)
+    session.add(line)
+    session.flush()
+    draft = writer.event("code.add", encounter, line, reason=data.reason, after=line_state(line))
+    return _record(session, draft, encounter, line, findings)
+
+
+def _new_line(
+    encounter: Encounter, writer: Writer, system: str, code: str, modifiers: list[str], data: CodeLineCreate
+) -> CodeLine:
     now = utcnow()
-    line = CodeLine(
+    return CodeLine(
         encounter_id=encounter.id,
         system=system,
         code=code,
@@ -157,11 +236,6 @@ def add_code(session: Session, *, user: CurrentUser, encounter_id: str, data: Co
         changed_by=writer.user.id,
         changed_at=now,
     )
-    _check_pointers(session, encounter, line)
-    session.add(line)
-    session.flush()
-    draft = writer.event("code.add", encounter, line, reason=data.reason, after=line_state(line))
-    return _record(session, draft, encounter, line, warnings)
 
 
 def _load_line(session: Session, encounter: Encounter, line_id: str) -> CodeLine:
@@ -188,32 +262,31 @@ def change_code(
     writer = _authorize_write(
         session, user, "code.change", encounter, (line.id, line.system), data.on_behalf_of
     )
-    _require_reason(encounter, data.reason)
-    if line.status != "active":
-        raise Conflict(f"code line {line.id} is voided and cannot change", field="line_id")
-    if expected != line.version:
-        raise PreconditionFailed(
-            f"code line {line.id} is at version {line.version}, not {expected}; reload and retry",
-            current_version=line.version,
+    with writer.refusals("code.change", encounter, line.id, line.system):
+        _require_reason(encounter, data.reason)
+        if line.status != "active":
+            raise Conflict(f"code line {line.id} is voided and cannot change", field="line_id")
+        if expected != line.version:
+            raise PreconditionFailed(
+                f"code line {line.id} is at version {line.version}, not {expected}; reload and retry",
+                current_version=line.version,
+            )
+        before = line_state(line)
+        code, modifiers = _validated(
+            line.system,
+            data.code if data.code is not None else line.code,
+            data.modifiers if data.modifiers is not None else list(line.modifiers),
         )
-    before = line_state(line)
-    _, code, modifiers = _validated(
-        line.system,
-        data.code if data.code is not None else line.code,
-        data.modifiers if data.modifiers is not None else list(line.modifiers),
-    )
-    line.code, line.modifiers = code, modifiers
-    if data.units is not None:
-        line.units = data.units
-    if data.diagnosis_pointers is not None:
-        line.diagnosis_pointers = list(data.diagnosis_pointers)
-    if line_state(line) == before:
-        raise InvalidInput("body", "the change leaves the line as it is; send at least one changed field")
-    _check_pointers(session, encounter, line)
-    warnings = check_line(
-        session, system=line.system, code=line.code, modifiers=line.modifiers, dos=encounter.date_of_service
-    )
-    return _save_version(session, "code.change", writer, encounter, line, before, data.reason, warnings)
+        line.code, line.modifiers = code, modifiers
+        if data.units is not None:
+            line.units = data.units
+        if data.diagnosis_pointers is not None:
+            line.diagnosis_pointers = list(data.diagnosis_pointers)
+        if line_state(line) == before:
+            raise InvalidInput("body", "the change leaves the line as it is; send at least one changed field")
+        _check_pointers(session, encounter, line)
+        findings = _check(session, encounter, line.system, line.code, line.modifiers)
+    return _save_version(session, "code.change", writer, encounter, line, before, data.reason, findings)
 
 
 def void_code(
@@ -239,7 +312,7 @@ def _save_version(
     line: CodeLine,
     before: dict[str, Any],
     reason: str | None,
-    warnings: list[str],
+    findings: list[dict[str, Any]],
 ) -> LineResult:
     """A changed or voided line becomes its next version; the ledger keeps the before and after."""
     line.version += 1
@@ -247,7 +320,7 @@ def _save_version(
     session.add(line)
     session.flush()
     draft = writer.event(action, encounter, line, reason=reason, before=before, after=line_state(line))
-    return _record(session, draft, encounter, line, warnings)
+    return _record(session, draft, encounter, line, findings)
 
 
 def _check_pointers(session: Session, encounter: Encounter, line: CodeLine) -> None:

@@ -9,17 +9,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from audit.encounter.service import read_encounter
+from audit.encounter.service import read_encounter_scoped
 from audit.ledger.service import LEDGER
 from audit.models import User
+from audit.policy.filters import event_clause
+from audit.policy.scope import ReadScope
 from audit.principal import CurrentUser
 
 
 def encounter_history(session: Session, *, user: CurrentUser, encounter_id: str) -> list[dict[str, Any]]:
-    read_encounter(session, user=user, encounter_id=encounter_id)
-    rows = session.execute(
-        select(LEDGER.c.payload).where(LEDGER.c.encounter_id == encounter_id).order_by(LEDGER.c.seq)
-    ).all()
+    _, scope = read_encounter_scoped(session, user=user, encounter_id=encounter_id)
+    return history_entries(session, scope)
+
+
+def history_entries(session: Session, scope: ReadScope) -> list[dict[str, Any]]:
+    """Every event on the scope's one encounter, oldest first, with display names."""
+    assert scope.encounter_id is not None, "a history is of one encounter"
+    rows = session.execute(select(LEDGER.c.payload).where(event_clause(scope)).order_by(LEDGER.c.seq)).all()
     events = [json.loads(bytes(row[0])) for row in rows]
     names = event_display_names(session, events)
     return [_entry(event, names) for event in events]

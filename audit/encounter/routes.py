@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlmodel import Session
 
-from audit.attestation.service import attestation_view, current_attestation
 from audit.deps import SessionDep, UserDep
 from audit.encounter import codes, oversight, service
 from audit.encounter.history import encounter_history
@@ -21,17 +19,34 @@ from audit.encounter.schemas import (
     HistoryEntry,
     ReasonIn,
 )
-from audit.models import CodeLine, Encounter
+from audit.encounter.signature import attestation_view, current_attestation, current_attestations
+from audit.inputs import MAX_OFFSET, BoundedDate, Multiline, RequestModel
+from audit.models import Attestation, CodeLine, Encounter
+from audit.openapi import error_responses
 
 router = APIRouter(prefix="/api/v1/encounters", tags=["encounters"])
 
 
 def encounter_out(session: Session, encounter: Encounter) -> EncounterOut:
-    out = EncounterOut.model_validate(encounter, from_attributes=True)
-    out.codes = [line_out(line) for line in service.active_lines(session, encounter.id)]
     attestation = current_attestation(session, encounter.id)
+    return encounter_view(encounter, service.active_lines(session, encounter.id), attestation)
+
+
+def encounter_view(
+    encounter: Encounter, lines: list[CodeLine], attestation: Attestation | None
+) -> EncounterOut:
+    out = EncounterOut.model_validate(encounter, from_attributes=True)
+    out.codes = [line_out(line) for line in lines]
     out.attestation = attestation_view(attestation) if attestation else None
     return out
+
+
+def encounters_out(session: Session, encounters: list[Encounter]) -> list[EncounterOut]:
+    """A page of encounters with their lines and attestations: three queries, whatever the page size."""
+    ids = [e.id for e in encounters]
+    lines = service.lines_by_encounter(session, ids)
+    attestations = current_attestations(session, ids)
+    return [encounter_view(e, lines[e.id], attestations.get(e.id)) for e in encounters]
 
 
 def line_out(line: CodeLine, findings: list[dict[str, Any]] | None = None) -> CodeLineOut:
@@ -40,7 +55,9 @@ def line_out(line: CodeLine, findings: list[dict[str, Any]] | None = None) -> Co
     return out
 
 
-@router.post("", response_model=EncounterOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=EncounterOut, status_code=status.HTTP_201_CREATED, responses=error_responses(409)
+)
 def create_encounter(session: SessionDep, user: UserDep, data: EncounterCreate) -> EncounterOut:
     return encounter_out(session, service.create_encounter(session, user=user, data=data))
 
@@ -50,13 +67,18 @@ def list_encounters(
     session: SessionDep,
     user: UserDep,
     status_: Annotated[str | None, Query(alias="status", pattern="^(open|attested|amended)$")] = None,
-    provider_id: str | None = None,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    provider_id: Annotated[str | None, Query(max_length=36)] = None,
+    from_: Annotated[BoundedDate | None, Query(alias="from")] = None,
+    to: BoundedDate | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
 ) -> EncounterPage:
-    items, total = service.list_encounters(
+    """Newest date of service first. Page with `cursor` (each page's `next_cursor`); `offset` still
+    works. `total` counts up to 10,000 (`total_capped` when there are more)."""
+    page = service.list_encounters(
         session,
         user=user,
         status=status_,
@@ -65,9 +87,15 @@ def list_encounters(
         date_to=to,
         limit=limit,
         offset=offset,
+        cursor=cursor,
     )
     return EncounterPage(
-        items=[encounter_out(session, e) for e in items], total=total, limit=limit, offset=offset
+        items=encounters_out(session, page.items),
+        total=page.total,
+        total_capped=page.total_capped,
+        limit=limit,
+        offset=offset,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -82,7 +110,9 @@ def add_code(session: SessionDep, user: UserDep, encounter_id: str, data: CodeLi
     return line_out(result.line, result.findings)
 
 
-@router.patch("/{encounter_id}/codes/{line_id}", response_model=CodeLineOut)
+@router.patch(
+    "/{encounter_id}/codes/{line_id}", response_model=CodeLineOut, responses=error_responses(409, 412, 428)
+)
 def change_code(
     session: SessionDep,
     user: UserDep,
@@ -97,7 +127,9 @@ def change_code(
     return line_out(result.line, result.findings)
 
 
-@router.post("/{encounter_id}/codes/{line_id}/void", response_model=CodeLineOut)
+@router.post(
+    "/{encounter_id}/codes/{line_id}/void", response_model=CodeLineOut, responses=error_responses(409)
+)
 def void_code(
     session: SessionDep, user: UserDep, encounter_id: str, line_id: str, data: ReasonIn
 ) -> CodeLineOut:
@@ -111,10 +143,10 @@ def history(session: SessionDep, user: UserDep, encounter_id: str) -> list[dict[
     return encounter_history(session, user=user, encounter_id=encounter_id)
 
 
-class NoteIn(BaseModel):
+class NoteIn(RequestModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    text: str = Field(min_length=3, max_length=2000)
+    text: Multiline = Field(min_length=3, max_length=2000, examples=["E/M level looks high for the note"])
 
 
 @router.post("/{encounter_id}/flags", status_code=status.HTTP_201_CREATED)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, or_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, union
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -14,11 +16,12 @@ from audit.encounter.schemas import EncounterCreate
 from audit.encounter.views import encounter_state
 from audit.errors import Conflict, InvalidInput, NotFound
 from audit.ledger import service as ledger
-from audit.ledger.events import EventDraft
-from audit.models import CodeLine, Delegation, Encounter, Engagement, User, utcnow
+from audit.ledger.events import ROW_TIME
+from audit.models import CodeLine, Encounter, User, utcnow
 from audit.policy.engine import EncounterRes
+from audit.policy.filters import encounter_branches, encounter_clause
 from audit.policy.guard import Target, authorize
-from audit.policy.scope import auditor_context, encounter_scope, live_engagements
+from audit.policy.scope import Area, ReadScope, authorize_encounter_read, encounter_list_scope
 from audit.principal import CurrentUser
 
 
@@ -28,7 +31,7 @@ def acting_user(
     """(whose authority is used, the integration account submitting for them or None)."""
     if on_behalf_of is None:
         return user, None
-    if not user.has("integration"):
+    if not (user.has("integration") or user.has("operator")):  # operator: `audit import` at the shell
         raise InvalidInput("on_behalf_of", "only integration accounts may act on behalf of another user")
     named = session.get(User, on_behalf_of)
     if named is None or not named.is_active:
@@ -37,9 +40,16 @@ def acting_user(
 
 
 def _provider(session: Session, user_id: str, field: str) -> User:
+    """A provider who can answer for the encounter: one with an NPI, which the claim and any
+    signature must carry (a provider account without one may not render, supervise or sign)."""
     provider = session.get(User, user_id)
     if provider is None or "provider" not in provider.roles:
         raise InvalidInput(field, f"user {user_id} is not a provider")
+    if not (provider.npi or "").strip():
+        raise InvalidInput(
+            field,
+            f"provider {provider.display_name} ({user_id}) has no NPI; an administrator must add it",
+        )
     return provider
 
 
@@ -72,6 +82,7 @@ def create_encounter(session: Session, *, user: CurrentUser, data: EncounterCrea
         rendering_provider_id=data.rendering_provider_id,
         supervising_provider_ids=sorted(set(data.supervising_provider_ids)),
         created_by=actor_user.id,
+        created_at=utcnow(),
     )
     session.add(encounter)
     try:
@@ -82,25 +93,15 @@ def create_encounter(session: Session, *, user: CurrentUser, data: EncounterCrea
         ) from exc
     ledger.append_one(
         session,
-        EventDraft(
-            type="encounter.create",
-            actor=via.actor("integration") if via else actor_user.actor(grant.role),
-            on_behalf_of=_on_behalf(grant, actor_user, via),
-            subject_type="encounter",
+        grant.event(
             subject_id=encounter.id,
             encounter_id=encounter.id,
-            provider_id=encounter.rendering_provider_id,
-            policy=grant.policy,
             after=encounter_state(encounter),
+            detail=dict(ROW_TIME),
         ),
+        now=encounter.created_at,
     )
     return encounter
-
-
-def _on_behalf(grant: Any, actor_user: CurrentUser, via: CurrentUser | None) -> dict[str, Any] | None:
-    if via is not None:
-        return {"user_id": actor_user.id, "role": grant.role, "delegation_id": grant.delegation_id}
-    return grant.on_behalf_of
 
 
 def load_encounter(session: Session, encounter_id: str, *, for_update: bool = False) -> Encounter:
@@ -114,16 +115,22 @@ def load_encounter(session: Session, encounter_id: str, *, for_update: bool = Fa
 
 
 def read_encounter(session: Session, *, user: CurrentUser, encounter_id: str) -> Encounter:
+    return read_encounter_scoped(session, user=user, encounter_id=encounter_id)[0]
+
+
+def read_encounter_scoped(
+    session: Session, *, user: CurrentUser, encounter_id: str
+) -> tuple[Encounter, ReadScope]:
+    """The encounter, if the policy lets the user read it, and the scope that read covers."""
     encounter = load_encounter(session, encounter_id)
-    authorize(
+    _, scope = authorize_encounter_read(
+        session,
         user,
-        "encounter.read",
-        Target("encounter", encounter.id, encounter.id, encounter.rendering_provider_id),
         encounter_res(encounter),
-        auditor_context(session, user, **encounter_scope(encounter)),
+        Target("encounter", encounter.id, encounter.id, encounter.rendering_provider_id),
         delegations=candidate_delegations(session, user, encounter.rendering_provider_id),
     )
-    return encounter
+    return encounter, scope
 
 
 def encounter_res(encounter: Encounter) -> EncounterRes:
@@ -147,6 +154,49 @@ def active_lines(session: Session, encounter_id: str) -> list[CodeLine]:
     )
 
 
+TOTAL_CAP = 10_000  # a list counts its rows up to here, then says "10,000+"
+
+
+@dataclass(frozen=True)
+class EncounterListPage:
+    """One page of the encounter list, newest date of service first. `total` counts the rows in scope
+    up to `TOTAL_CAP` (`total_capped`: there are more); `next_cursor` resumes after the last row."""
+
+    items: list[Encounter]
+    total: int
+    total_capped: bool
+    next_cursor: str | None
+
+
+def encode_cursor(encounter: Encounter) -> str:
+    """The keyset position after `encounter` in (date of service descending, id) order, opaque."""
+    raw = f"{encounter.date_of_service.isoformat()}|{encounter.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[date, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        day, encounter_id = raw.split("|", 1)
+        return date.fromisoformat(day), encounter_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor", "not a cursor this list returned (next_cursor)") from exc
+
+
+def after_cursor(cursor: str) -> ColumnElement[bool]:
+    """Rows after the cursor's in (date_of_service DESC, id ASC) order: a range on ix_encounter_dos_id."""
+    day, encounter_id = decode_cursor(cursor)
+    dos, eid = col(Encounter.date_of_service), col(Encounter.id)
+    return or_(dos < day, and_(dos == day, eid > encounter_id))
+
+
+def capped_count(session: Session, stmt: Select[Any]) -> tuple[int, bool]:
+    """How many rows `stmt` has, counting no further than TOTAL_CAP + 1: (count, more than the cap)."""
+    first = stmt.with_only_columns(col(Encounter.id)).order_by(None).limit(TOTAL_CAP + 1).subquery()
+    n = int(session.execute(select(func.count()).select_from(first)).scalar_one())
+    return min(n, TOTAL_CAP), n > TOTAL_CAP
+
+
 def list_encounters(
     session: Session,
     *,
@@ -157,66 +207,69 @@ def list_encounters(
     date_to: date | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Encounter], int]:
-    stmt = select(Encounter)
-    stmt = _visible_to(stmt, session, user)
+    cursor: str | None = None,
+) -> EncounterListPage:
+    """A page of the encounters the user may list (see `encounter_list_scope`), filtered by the
+    request inside that scope; the total counts the same rows (capped). A cursor pages by keyset
+    (each page costs its rows, however deep); `offset` still works for clients that send it."""
+    if cursor is not None and offset:
+        raise InvalidInput("cursor", "send either cursor or offset, not both")
+    narrow = Area.of(date_from, date_to, [provider_id] if provider_id else ())
+    scope = encounter_list_scope(session, user, narrow)
+    stmt = select(Encounter).where(encounter_clause(scope))
     if status:
-        stmt = stmt.where(Encounter.status == status)
-    if provider_id:
-        stmt = stmt.where(Encounter.rendering_provider_id == provider_id)
-    if date_from:
-        stmt = stmt.where(Encounter.date_of_service >= date_from)
-    if date_to:
-        stmt = stmt.where(Encounter.date_of_service <= date_to)
-    total = session.exec(select(func.count()).select_from(stmt.subquery())).one()
-    page = stmt.order_by(Encounter.date_of_service.desc(), Encounter.id).limit(limit).offset(offset)  # type: ignore[attr-defined]
-    return list(session.exec(page).all()), int(total)
+        stmt = stmt.where(col(Encounter.status) == status)
+    total, capped = capped_count(session, stmt)
+    extra = [after_cursor(cursor)] if cursor else []
+    if status:
+        extra.append(col(Encounter.status) == status)
+    rows = _newest_first(session, scope, extra, limit + 1, offset)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EncounterListPage(rows, total, capped, encode_cursor(rows[-1]) if more and rows else None)
 
 
-def _visible_to(stmt: Any, session: Session, user: CurrentUser) -> Any:
-    """Row-level scope for lists, matching the encounter.read rules (a per-row policy call would not
-    scale): compliance sees all; a provider their own and supervised encounters; a coder those of
-    providers with a live delegation to them (within its date-of-service window); an auditor what a
-    live engagement covers. A user with several roles sees the union."""
-    if user.has("compliance"):
-        return stmt
-    now = utcnow()
-    visible: list[Any] = []
-    if user.has("provider"):
-        visible += [
-            col(Encounter.rendering_provider_id) == user.id,
-            cast(col(Encounter.supervising_provider_ids), String).contains(user.id),
-        ]
-    if user.has("coder"):
-        visible += [
-            _delegated(d)
-            for d in session.exec(
-                select(Delegation).where(
-                    Delegation.coder_id == user.id,
-                    col(Delegation.revoked_at).is_(None),
-                    col(Delegation.valid_from) <= now,
-                    col(Delegation.valid_until) >= now,
-                )
-            ).all()
-        ]
-    if user.has("auditor"):
-        visible += [_engaged(e) for e in live_engagements(session, user.id, now)]
-    return stmt.where(or_(*visible)) if visible else stmt.where(col(Encounter.id).is_(None))
-
-
-def _delegated(d: Delegation) -> Any:
-    condition = col(Encounter.rendering_provider_id) == d.provider_id
-    if d.dos_from:
-        condition = and_(condition, col(Encounter.date_of_service) >= d.dos_from)
-    if d.dos_until:
-        condition = and_(condition, col(Encounter.date_of_service) <= d.dos_until)
-    return condition
-
-
-def _engaged(e: Engagement) -> Any:
-    condition = and_(
-        col(Encounter.date_of_service) >= e.date_from, col(Encounter.date_of_service) <= e.date_to
+def _newest_first(
+    session: Session, scope: ReadScope, extra: list[ColumnElement[bool]], count: int, offset: int
+) -> list[Encounter]:
+    """`count` encounters of the scope after `offset`, newest date of service first. A scope made of
+    several facts (areas, supervised) is read as a union of per-fact pages, each walking its own
+    index in order and stopping at offset + count rows, so the page never sorts the whole scope."""
+    newest = (col(Encounter.date_of_service).desc(), col(Encounter.id))
+    branches = encounter_branches(scope)
+    if branches is None or len(branches) == 1:
+        where = encounter_clause(scope) if branches is None else branches[0]
+        stmt = select(Encounter).where(where, *extra).order_by(*newest).limit(count).offset(offset)
+        return list(session.exec(stmt).all())
+    if not branches:
+        return []
+    per_fact = [
+        select(col(Encounter.id), col(Encounter.date_of_service))
+        .where(branch, *extra)
+        .order_by(*newest)
+        .limit(offset + count)
+        .subquery()
+        for branch in branches
+    ]
+    merged = union(*(select(p.c.id, p.c.date_of_service) for p in per_fact)).subquery()
+    page = (
+        select(merged.c.id).order_by(merged.c.date_of_service.desc(), merged.c.id).limit(count).offset(offset)
     )
-    if e.provider_ids:
-        condition = and_(condition, col(Encounter.rendering_provider_id).in_(e.provider_ids))
-    return condition
+    ids = list(session.execute(page).scalars())
+    found = {e.id: e for e in session.exec(select(Encounter).where(col(Encounter.id).in_(ids))).all()}
+    return [found[i] for i in ids if i in found]
+
+
+def lines_by_encounter(session: Session, encounter_ids: list[str]) -> dict[str, list[CodeLine]]:
+    """The active lines of several encounters in one query, each encounter's in `active_lines` order."""
+    found: dict[str, list[CodeLine]] = {i: [] for i in encounter_ids}
+    if not encounter_ids:
+        return found
+    stmt = (
+        select(CodeLine)
+        .where(col(CodeLine.encounter_id).in_(encounter_ids), CodeLine.status == "active")
+        .order_by(col(CodeLine.encounter_id), col(CodeLine.entered_at), col(CodeLine.id))
+    )
+    for line in session.exec(stmt).all():
+        found[line.encounter_id].append(line)
+    return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -10,12 +10,12 @@ from sqlmodel import Session, col, select
 from audit.engagement.schemas import EngagementCreate
 from audit.errors import Conflict, InvalidInput, NotFound
 from audit.ledger import service as ledger
-from audit.ledger.events import EventDraft
+from audit.ledger.chain import rfc3339
+from audit.ledger.events import ROW_TIME
 from audit.models import Engagement, User, utcnow
-from audit.policy.engine import DEFAULT_DENY, Decision
-from audit.policy.guard import Target, authorize, refusal
-from audit.policy.runtime import get_policy_engine
-from audit.policy.scope import engagement_res
+from audit.policy.filters import engagement_clause
+from audit.policy.guard import Target, authorize
+from audit.policy.scope import engagement_list_scope, engagement_res
 from audit.principal import CurrentUser
 
 
@@ -26,9 +26,9 @@ def engagement_state(e: Engagement) -> dict[str, Any]:
         "date_from": e.date_from.isoformat(),
         "date_to": e.date_to.isoformat(),
         "provider_ids": sorted(e.provider_ids),
-        "expires_at": e.expires_at.isoformat(),
+        "expires_at": rfc3339(e.expires_at),
         "purpose": e.purpose,
-        "revoked_at": e.revoked_at.isoformat() if e.revoked_at else None,
+        "revoked_at": rfc3339(e.revoked_at) if e.revoked_at else None,
         "revoked_by": e.revoked_by,
     }
 
@@ -37,17 +37,13 @@ def is_live(e: Engagement, now: datetime) -> bool:
     return e.revoked_at is None and now < e.expires_at
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _validate(session: Session, data: EngagementCreate, now: datetime) -> None:
     auditor = session.get(User, data.auditor_id)
     if auditor is None or "auditor" not in auditor.roles or not auditor.is_active:
         raise InvalidInput("auditor_id", f"user {data.auditor_id} is not an active auditor")
     if data.date_to < data.date_from:
         raise InvalidInput("date_to", "date_to must not be before date_from")
-    if _aware(data.expires_at) <= now:
+    if data.expires_at <= now:
         raise InvalidInput("expires_at", "expires_at is in the past")
     for i, provider_id in enumerate(data.provider_ids):
         provider = session.get(User, provider_id)
@@ -62,7 +58,7 @@ def open_engagement(session: Session, *, user: CurrentUser, data: EngagementCrea
         date_from=data.date_from,
         date_to=data.date_to,
         provider_ids=sorted(set(data.provider_ids)),
-        expires_at=_aware(data.expires_at),
+        expires_at=data.expires_at,
         opened_by=user.id,
         opened_at=now,
         purpose=data.purpose,
@@ -73,16 +69,13 @@ def open_engagement(session: Session, *, user: CurrentUser, data: EngagementCrea
     session.flush()
     ledger.append_one(
         session,
-        EventDraft(
-            type="engagement.open",
-            actor=user.actor(grant.role),
-            subject_type="engagement",
+        grant.event(
             subject_id=engagement.id,
-            policy=grant.policy,
             reason=data.purpose,
-            before=None,
             after=engagement_state(engagement),
+            detail=dict(ROW_TIME),
         ),
+        now=now,
     )
     return engagement
 
@@ -99,28 +92,15 @@ def revoke_engagement(session: Session, *, user: CurrentUser, engagement_id: str
     engagement.revoked_at, engagement.revoked_by = utcnow(), user.id
     session.add(engagement)
     session.flush()
-    ledger.append_one(
-        session,
-        EventDraft(
-            type="engagement.revoke",
-            actor=user.actor(grant.role),
-            subject_type="engagement",
-            subject_id=engagement.id,
-            policy=grant.policy,
-            reason=reason,
-            before=before,
-            after=engagement_state(engagement),
-        ),
-    )
+    ledger.append_one(session, grant.event(reason=reason, before=before, after=engagement_state(engagement)))
     return engagement
 
 
-def list_engagements(session: Session, *, user: CurrentUser) -> list[Engagement]:
+def list_engagements(
+    session: Session, *, user: CurrentUser, limit: int = 200, offset: int = 0
+) -> list[Engagement]:
     """Compliance sees every engagement, an auditor their own; anyone else is refused (and recorded)."""
-    stmt = select(Engagement).order_by(col(Engagement.opened_at).desc())
-    if user.has("compliance"):
-        return list(session.exec(stmt).all())
-    if user.has("auditor"):
-        return list(session.exec(stmt.where(Engagement.auditor_id == user.id)).all())
-    decision = Decision(False, (DEFAULT_DENY,), (), get_policy_engine().version)
-    raise refusal(user, "engagement.read", Target("engagement", None), decision)
+    _, scope = engagement_list_scope(user)
+    stmt = select(Engagement).where(engagement_clause(scope))
+    page = stmt.order_by(col(Engagement.opened_at).desc(), col(Engagement.id)).limit(limit).offset(offset)
+    return list(session.exec(page).all())

@@ -1,27 +1,33 @@
 """Write export bundles that ``verify.py`` (shipped inside them) checks offline.
 
 The format is documented at the top of :mod:`audit.export.verify`. Events are streamed into the zip
-(flat memory); every file's SHA-256 is computed as it is written and listed in ``manifest.json``.
+(flat memory); every file's SHA-256 is computed as it is written and listed in ``manifest.json``,
+which states the scope, the tree size, the event count and a digest of the events' seqs, and is
+signed with the checkpoint key (``manifest.sig``), so nothing can be cut from a bundle unnoticed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from audit.ledger.merkle import inclusion_proofs
+from audit.ledger.merkle import consistency_proofs, inclusion_proofs, tree_levels
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_SEPARATOR = "---\n"
+MANIFEST_NOTE_HEADER = "audit-export-manifest/v2"
 VERIFY_SCRIPT = Path(__file__).with_name("verify.py")
 RESERVED = frozenset(
     {
         "manifest.json",
+        "manifest.sig",
+        "consistency.json",
         "events.jsonl",
         "chain_hashes.bin",
         "checkpoints.txt",
@@ -42,6 +48,19 @@ def join_checkpoints(notes: Sequence[str]) -> str:
     return CHECKPOINT_SEPARATOR.join(notes)
 
 
+def manifest_note_body(log_id: str, manifest_bytes: bytes) -> str:
+    """What ``manifest.sig`` signs: a fixed first line (so it can never pass for a checkpoint, whose
+    second line is a tree size), the log id, and the SHA-256 of the exact bytes of manifest.json."""
+    return f"{MANIFEST_NOTE_HEADER}\n{log_id}\nsha256 {hashlib.sha256(manifest_bytes).hexdigest()}\n"
+
+
+def note_tree_size(note: str) -> int:
+    lines = note.split("\n", 2)
+    if len(lines) < 3 or not lines[1].isdigit():
+        raise BundleError("a checkpoint note's second line must be its tree size")
+    return int(lines[1])
+
+
 def write_bundle(
     out: BinaryIO | Path,
     *,
@@ -54,6 +73,7 @@ def write_bundle(
     scope: dict[str, Any] | None,
     full: bool,
     tree_size: int,
+    sign_manifest: Callable[[str], str],
     extra_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write a bundle and return its manifest.
@@ -63,7 +83,9 @@ def write_bundle(
     given, else recomputed). A scoped export gets ``proofs.json``: inclusion proofs of each event
     against the tree of ``leaf_hashes_for_proofs`` (all leaf hashes 0..tree_size-1, the tree of the
     last checkpoint). ``checkpoint_note`` is one signed note or several, oldest first; the last one
-    must be for ``tree_size``.
+    must be for ``tree_size``. A scoped export also gets ``consistency.json``: a consistency proof
+    from each earlier note's tree to ``tree_size`` (a full export lets the verifier recompute them).
+    ``sign_manifest`` signs a note body with the checkpoint key; it signs ``manifest.sig``.
     """
     extra = dict(extra_files or {})
     clash = RESERVED.intersection(extra)
@@ -74,6 +96,9 @@ def write_bundle(
     if not full and (leaf_hashes_for_proofs is None or len(leaf_hashes_for_proofs) != tree_size):
         raise BundleError("a scoped export needs all tree_size leaf hashes to build proofs")
     notes = [checkpoint_note] if isinstance(checkpoint_note, str) else list(checkpoint_note)
+    sizes = [note_tree_size(n) for n in notes]
+    if sizes[-1] != tree_size or sizes != sorted(set(sizes)):
+        raise BundleError("checkpoint notes must grow in tree size and end at the bundle's tree size")
     files: dict[str, str] = {}
     seqs: list[int] = []
     first: int | None = None
@@ -85,6 +110,8 @@ def write_bundle(
             zf.writestr(name, data)
 
         digest = hashlib.sha256()
+        seq_digest = hashlib.sha256()
+        pack = struct.Struct(">Q").pack
         chain_digest = hashlib.sha256()
         chain = _ZERO
         count = 0
@@ -112,6 +139,7 @@ def write_bundle(
                     line = payload + b"\n"
                     ev.write(line)
                     digest.update(line)
+                    seq_digest.update(pack(seq))
                     first = seq if first is None else first
                     last = seq
                     count += 1
@@ -126,9 +154,14 @@ def write_bundle(
                         dst.write(block)
         if not full:
             assert leaf_hashes_for_proofs is not None
-            proofs = inclusion_proofs(leaf_hashes_for_proofs, seqs)
+            # One level-wise tree serves every inclusion and consistency proof.
+            levels = tree_levels(leaf_hashes_for_proofs) if seqs or len(sizes) > 1 else [[]]
+            proofs = inclusion_proofs(leaf_hashes_for_proofs, seqs, levels)
             body = {str(seq): [h.hex() for h in proofs[seq]] for seq in seqs}
             put("proofs.json", json.dumps(body, separators=(",", ":")).encode())
+            links = consistency_proofs(leaf_hashes_for_proofs, sizes[:-1], levels)
+            linked = {str(m): [h.hex() for h in proof] for m, proof in links.items()}
+            put("consistency.json", json.dumps(linked, separators=(",", ":")).encode())
         put("checkpoints.txt", join_checkpoints(notes).encode())
         put("public_key.txt", public_key_text.strip().encode() + b"\n")
         for name in sorted(extra):
@@ -143,6 +176,11 @@ def write_bundle(
             "files": dict(sorted(files.items())),
             "key_name": key_name,
             "full": full,
+            "event_count": count,
+            "seq_digest": seq_digest.hexdigest(),
+            "checkpoint_sizes": sizes,
         }
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+        raw = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+        zf.writestr("manifest.json", raw)
+        zf.writestr("manifest.sig", sign_manifest(manifest_note_body(log_id, raw)).encode())
     return manifest

@@ -2,7 +2,7 @@
 
 A checkpoint note looks like this (every line ends with ``\\n``)::
 
-    coding-audit                      <- origin (the log id, optionally host-prefixed)
+    audit.example.org/coding-audit    <- origin (the log id, host-prefixed; "coding-audit" before)
     1234                              <- tree size (decimal, no leading zeros)
     <base64 RFC 6962 root hash>
     chain <hex chain hash of seq tree_size-1>
@@ -16,8 +16,10 @@ Key hash = SHA-256(key name || 0x0A || 0x01 || 32-byte Ed25519 public key)[:4].
 Public keys are exported in the C2SP *vkey* format ``<name>+<8 hex key hash>+<base64(0x01 || pubkey)>``
 (one line), the form Go's ``golang.org/x/mod/sumdb/note.NewVerifier`` accepts.
 
-The key name defaults to the origin (``key_name_for(origin)``); pass another name to rotate keys.
-Key names must be non-empty and contain no whitespace or ``+``.
+The key name is configured apart from the origin (AUDIT_LOG_KEY_NAME, default the log id, which is
+what notes were always signed with), as in Go's checksum database, whose notes say
+``go.sum database tree`` and are signed by ``sum.golang.org``. Key names must be non-empty and
+contain no whitespace or ``+``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +45,11 @@ SIG_PREFIX = "\u2014 "  # em dash and a space
 _NAME_RE = re.compile(r"^[^\s+]+$")
 _SIZE_RE = re.compile(r"^(0|[1-9][0-9]*)$")
 _HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
+_TIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z"
+)  # RFC 3339 UTC
+_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")  # signed-note: no ASCII control character but newline
+MAX_SIGNATURES = 100  # signed-note asks verifiers for a limit of at least 16; Go's note package uses 100
 
 
 class CheckpointError(ValueError):
@@ -57,14 +65,14 @@ class Checkpoint:
     time: datetime
 
 
-def key_name_for(origin: str) -> str:
-    """The default key name convention: the origin itself."""
-    _check_name(origin)
-    return origin
+def key_name_for(name: str) -> str:
+    """``name`` if it is a valid key name, else CheckpointError."""
+    _check_name(name)
+    return name
 
 
 def _check_name(name: str) -> None:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):  # match() would let "name\n" through ($ matches before it)
         raise CheckpointError(f"invalid key name {name!r}: must be non-empty, no whitespace and no '+'")
 
 
@@ -165,6 +173,8 @@ def split_note(text: str) -> tuple[str, list[tuple[str, bytes]]]:
     """(body, [(key name, 4-byte hash || signature)]) without verifying anything."""
     if not text.endswith("\n"):
         raise CheckpointError("malformed note: must end with a newline")
+    if _CONTROL_RE.search(text):
+        raise CheckpointError("malformed note: holds a control character other than newline")
     cut = text.rfind("\n\n")
     if cut < 0:
         raise CheckpointError("malformed note: no blank line between body and signatures")
@@ -185,6 +195,8 @@ def split_note(text: str) -> tuple[str, list[tuple[str, bytes]]]:
         sigs.append((fields[0], blob))
     if not sigs:
         raise CheckpointError("malformed note: no signature lines")
+    if len(sigs) > MAX_SIGNATURES:
+        raise CheckpointError(f"malformed note: more than {MAX_SIGNATURES} signatures")
     return body, sigs
 
 
@@ -192,9 +204,9 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
     lines = body.split("\n")[:-1]
     if len(lines) < 3:
         raise CheckpointError("malformed checkpoint: needs origin, tree size and root hash lines")
+    if not all(lines):
+        raise CheckpointError("malformed checkpoint: an empty line (origin or extension)")
     origin, size_text, root_b64, *extensions = lines
-    if not origin:
-        raise CheckpointError("malformed checkpoint: empty origin")
     if not _SIZE_RE.match(size_text):
         raise CheckpointError(f"malformed checkpoint: tree size {size_text[:30]!r} is not a decimal number")
     try:
@@ -212,7 +224,7 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
     chain_hex, time_text = ext.get("chain"), ext.get("time")
     if chain_hex is None or not _HEX32_RE.match(chain_hex):
         raise CheckpointError("malformed checkpoint: missing or bad 'chain <64 hex>' line")
-    if time_text is None or not time_text.endswith("Z"):
+    if time_text is None or not _TIME_RE.fullmatch(time_text):
         raise CheckpointError("malformed checkpoint: missing or bad 'time <RFC 3339 Z>' line")
     try:
         when = datetime.fromisoformat(time_text)
@@ -224,7 +236,9 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
 def parse_and_verify_note(text: str, key_name: str, public_key: Ed25519PublicKey) -> Checkpoint:
     """Verify the signature by ``key_name``/``public_key`` and parse the checkpoint body.
 
-    Signatures by other keys are ignored (as signed-note allows) but at least one must be ours.
+    Signatures by other keys are ignored (as signed-note requires: a key is its name and its key hash)
+    but at least one must be ours, and every signature under our name and key hash must verify (the
+    spec's SHOULD, which Go's ``note.Open`` follows too).
     """
     body, sigs = split_note(text)
     expected = key_hash(key_name, public_key)
@@ -241,9 +255,67 @@ def parse_and_verify_note(text: str, key_name: str, public_key: Ed25519PublicKey
     for blob in ours:
         try:
             public_key.verify(blob[4:], body.encode())
-            break
         except InvalidSignature:
-            continue
-    else:
-        raise CheckpointError(f"bad signature: note signature by {key_name!r} does not verify")
+            raise CheckpointError(f"bad signature: note signature by {key_name!r} does not verify") from None
     return parse_checkpoint_body(body)
+
+
+@dataclass(frozen=True)
+class NoteEntry:
+    """One note found in a file of notes: its text, or why the lines there are not a note."""
+
+    line: int  # 1-based number of its first line
+    note: str | None
+    problem: str | None = None
+
+
+def iter_notes(lines: Iterable[str]) -> Iterator[NoteEntry]:
+    """Split a file of signed notes into notes, oldest first, without verifying signatures.
+
+    Accepts one note, notes separated by a blank line (the witness file) or by a line holding only
+    ``---`` (a bundle's ``checkpoints.txt``). ``lines`` keep their line endings, so a last line cut
+    short (no newline) is reported, as are signature lines missing after a body (a deleted last line).
+    """
+    body: list[str] = []
+    sigs: list[str] = []
+    in_sigs = False
+    start = 0
+    number = 0
+
+    def entry() -> NoteEntry:
+        if in_sigs and sigs:
+            return NoteEntry(start, "\n".join(body) + "\n\n" + "\n".join(sigs) + "\n")
+        return NoteEntry(start, None, f"line {start}: a note without its signature line")
+
+    for number, raw in enumerate(lines, start=1):
+        if not raw.endswith("\n"):
+            yield NoteEntry(start or number, None, f"line {number}: cut short (no newline at the end)")
+            return
+        line = raw[:-1]
+        if line == "---" or (line == "" and in_sigs and sigs):
+            if body or sigs:
+                yield entry()
+            body, sigs, in_sigs, start = [], [], False, 0
+        elif line == "":
+            if body and not in_sigs:
+                in_sigs = True
+            elif body or sigs:
+                yield NoteEntry(start, None, f"line {number}: unexpected blank line in a note")
+                body, sigs, in_sigs, start = [], [], False, 0
+        elif line.startswith(SIG_PREFIX):
+            if not in_sigs:
+                yield NoteEntry(start or number, None, f"line {number}: a signature line without a note body")
+                body, sigs, in_sigs, start = [], [], False, 0
+                continue
+            sigs.append(line)
+        else:
+            if in_sigs and sigs:  # notes written back to back
+                yield entry()
+                body, sigs, in_sigs, start = [], [], False, 0
+            elif in_sigs:
+                yield NoteEntry(start, None, f"line {number}: expected a signature line")
+                body, sigs, in_sigs, start = [], [], False, 0
+            start = start or number
+            body.append(line)
+    if body or sigs:
+        yield entry()

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# In an event's `detail`: the rows this event wrote carry its `ts` as their time (created_at,
+# entered_at, changed_at ...), so verification can hold them to it. Older events lack it.
+ROW_TIME = {"row_time": "ts"}
+
 ALLOWED = "allowed"
 DENIED = "denied"
 FAILED = "failed"

@@ -54,6 +54,25 @@ class MerkleBuilder:
         for leaf in leaves:
             self.append(leaf)
 
+    def frontier(self) -> bytes:
+        """The right-edge subtree roots (largest first), concatenated: with ``size`` all a builder
+        needs to go on appending (``from_frontier``)."""
+        return b"".join(self._stack)
+
+    @classmethod
+    def from_frontier(cls, size: int, nodes: bytes) -> MerkleBuilder:
+        """A builder over ``size`` leaves from its ``frontier()``; ValueError when the node count is not
+        the one a tree of that size has (one per set bit of ``size``)."""
+        if size < 0 or len(nodes) != 32 * size.bit_count():
+            raise ValueError(f"a frontier of {len(nodes)} bytes does not fit a tree of size {size}")
+        builder = cls()
+        builder._stack = [nodes[i : i + 32] for i in range(0, len(nodes), 32)]
+        builder._size = size
+        return builder
+
+    def copy(self) -> MerkleBuilder:
+        return MerkleBuilder.from_frontier(self._size, self.frontier())
+
     def root(self) -> bytes:
         stack = self._stack
         if not stack:
@@ -129,8 +148,11 @@ def _proof_from_levels(levels: list[list[bytes]], index: int) -> list[bytes]:
     return proof
 
 
-def inclusion_proofs(leaves: Sequence[bytes], indexes: Iterable[int]) -> dict[int, list[bytes]]:
-    """Many inclusion proofs against MTH(D[n]) for the cost of building the tree once."""
+def inclusion_proofs(
+    leaves: Sequence[bytes], indexes: Iterable[int], levels: list[list[bytes]] | None = None
+) -> dict[int, list[bytes]]:
+    """Many inclusion proofs against MTH(D[n]) for the cost of building the tree once (or none, given
+    its ``tree_levels``)."""
     n = len(leaves)
     wanted = list(indexes)
     for index in wanted:
@@ -138,7 +160,7 @@ def inclusion_proofs(leaves: Sequence[bytes], indexes: Iterable[int]) -> dict[in
             raise IndexError(f"leaf index {index} outside tree of size {n}")
     if not wanted:
         return {}
-    levels = tree_levels(leaves)
+    levels = levels or tree_levels(leaves)
     return {index: _proof_from_levels(levels, index) for index in wanted}
 
 
@@ -163,31 +185,108 @@ def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[by
     return sn == 0 and r == root
 
 
-def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
-    """PROOF(m, D[n]) (RFC 9162 2.1.4.1); empty for m == 0 or m == n."""
-    n = len(leaves)
+def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
+    """The leaf ranges [lo, hi) whose subtree roots make up PROOF(m, D[n]) (RFC 9162 2.1.4.1), in
+    proof order. The ranges are disjoint; empty for m == 0 or m == n."""
     if not 0 <= m <= n:
         raise ValueError(f"old size {m} outside 0..{n}")
     if m == 0 or m == n:
         return []
-    # Iterative SUBPROOF(m, D[lo:hi], b): nodes are appended top-down, so reverse at the end.
-    proof: list[bytes] = []
+    # Iterative SUBPROOF(m, D[lo:hi], b): nodes are found top-down, so reverse at the end.
+    ranges: list[tuple[int, int]] = []
     lo, hi, b = 0, n, True
     while True:
         size = hi - lo
         if m == size:
             if not b:
-                proof.append(_range_root(leaves, lo, hi))
+                ranges.append((lo, hi))
             break
         k = _split(size)
         if m <= k:
-            proof.append(_range_root(leaves, lo + k, hi))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
-            proof.append(_range_root(leaves, lo, lo + k))
+            ranges.append((lo, lo + k))
             lo, m, b = lo + k, m - k, False
-    proof.reverse()
-    return proof
+    ranges.reverse()
+    return ranges
+
+
+def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
+    """PROOF(m, D[n]) (RFC 9162 2.1.4.1); empty for m == 0 or m == n."""
+    return [_range_root(leaves, lo, hi) for lo, hi in consistency_ranges(m, len(leaves))]
+
+
+def consistency_proofs(
+    leaves: Sequence[bytes], sizes: Iterable[int], levels: list[list[bytes]] | None = None
+) -> dict[int, list[bytes]]:
+    """PROOF(m, D[n]) for many m from one level-wise tree. Every range a proof needs is a node of it:
+    it starts at a multiple of 2**h and spans 2**h leaves, or runs to the end of the tree (where the
+    level-wise build promotes a lone node unchanged, exactly as RFC 6962 splits)."""
+    n = len(leaves)
+    wanted = list(sizes)
+    if not wanted:
+        return {}
+    levels = levels or tree_levels(leaves)
+    proofs = {}
+    for m in wanted:
+        proof = []
+        for lo, hi in consistency_ranges(m, n):
+            height = (hi - lo - 1).bit_length()
+            proof.append(levels[height][lo >> height])
+        proofs[m] = proof
+    return proofs
+
+
+def consistency_from_stream(leaves: Iterable[bytes], m: int, n: int) -> tuple[list[bytes], bytes, bytes]:
+    """(PROOF(m, D[n]), MTH(D[m]), MTH(D[n])) from the first n leaf hashes, read once in order.
+
+    Every leaf is hashed into exactly one subtree: the proof's ranges plus, when the old tree is a
+    power of two (or m == n), the old tree itself tile [0, n). Both roots are then assembled from those
+    subtree roots along the RFC 6962 splits, so memory stays O(log n) and the work is one pass.
+    """
+    ranges = consistency_ranges(m, n)
+    tiles = set(ranges)
+    if n and (m == n or m == 0 or m & (m - 1) == 0):
+        tiles.add((0, n if m == 0 else m))
+    known = _tile_roots(leaves, sorted(tiles), n)
+    first = _assemble(known, 0, m) if m else EMPTY_ROOT
+    second = _assemble(known, 0, n) if n else EMPTY_ROOT
+    return [known[r] for r in ranges], first, second
+
+
+def _tile_roots(
+    leaves: Iterable[bytes], tiles: list[tuple[int, int]], n: int
+) -> dict[tuple[int, int], bytes]:
+    """Roots of disjoint leaf ranges that together cover [0, n), from one ordered pass over the leaves."""
+    roots: dict[tuple[int, int], bytes] = {}
+    it = iter(leaves)
+    position = 0
+    for lo, hi in tiles:
+        if lo != position:
+            raise ValueError(f"leaf ranges leave a gap at {position}")
+        builder = MerkleBuilder()
+        for _ in range(hi - lo):
+            leaf = next(it, None)
+            if leaf is None:
+                raise ValueError(f"only {lo + builder.size} leaves for a tree of size {n}")
+            builder.append(leaf)
+        roots[(lo, hi)] = builder.root()
+        position = hi
+    if position != n:
+        raise ValueError(f"leaf ranges end at {position}, not {n}")
+    return roots
+
+
+def _assemble(known: dict[tuple[int, int], bytes], lo: int, hi: int) -> bytes:
+    """MTH(D[lo:hi]) from known subtree roots, splitting as RFC 6962 does until one is known."""
+    found = known.get((lo, hi))
+    if found is not None:
+        return found
+    if hi - lo < 2:
+        raise ValueError(f"no subtree root covers leaves {lo}..{hi}")
+    k = _split(hi - lo)
+    return node_hash(_assemble(known, lo, lo + k), _assemble(known, lo + k, hi))
 
 
 def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> bool:

@@ -11,14 +11,16 @@ import hashlib
 import struct
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select, text
 from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.errors import DomainError
+from audit.ledger import rollups
 from audit.ledger.chain import (
     ZERO_HASH,
     StoredEvent,
@@ -29,10 +31,16 @@ from audit.ledger.chain import (
     rfc3339,
     verify_chain,
 )
+from audit.ledger.columns import INDEXED_COLUMNS, indexed_values
 from audit.ledger.events import EventDraft
 from audit.models import LedgerEvent, utcnow
 
 LEDGER = LedgerEvent.__table__  # type: ignore[attr-defined]
+# Set in session.info once a session has appended: its head is then not (yet) committed, and a
+# checkpoint over it must not be signed (see audit.ledger.checkpoints.create).
+APPENDED = "ledger_appended"
+# Set in session.info inside `one_append`: the events appended are held until it closes.
+PENDING = "ledger_pending"
 E = TypeVar("E", bound=DomainError)
 
 
@@ -59,60 +67,68 @@ def head(session: Session, log_id: str | None = None) -> tuple[int, bytes]:
 
 
 def append(session: Session, drafts: Sequence[EventDraft], *, now: datetime | None = None) -> list[int]:
-    """Append events in order inside the caller's transaction; returns their seqs."""
+    """Append events in order inside the caller's transaction; returns their seqs.
+
+    Inside `one_append` the events are held and appended when it closes: the seqs are not known
+    yet, and -1 stands for each."""
+    pending = session.info.get(PENDING)
+    if pending is not None:
+        pending.extend((draft, now) for draft in drafts)
+        return [-1] * len(drafts)
+    return append_timed(session, [(draft, now) for draft in drafts])
+
+
+def append_timed(session: Session, drafts: Sequence[tuple[EventDraft, datetime | None]]) -> list[int]:
+    """Append events, each with its own time (None: now), under one lock and one head read."""
     if not drafts:
         return []
     log_id = get_settings().log_id
     session.flush()
     _lock_log(session, log_id)
     prev_seq, prev_chain = head(session, log_id)
-    ts = now or utcnow()
-    stamp = rfc3339(ts)
+    default_ts = utcnow()
     rows = []
-    for draft in drafts:
+    for draft, moment in drafts:
         prev_seq += 1
-        event_id = str(uuid.uuid4())
-        payload = canonical_json(draft.payload(log_id=log_id, seq=prev_seq, ts=stamp, event_id=event_id))
+        ts = moment or default_ts
+        body = draft.payload(log_id=log_id, seq=prev_seq, ts=rfc3339(ts), event_id=str(uuid.uuid4()))
+        payload = canonical_json(body)
         leaf = leaf_hash(payload)
         prev_chain = chain_hash(prev_chain, prev_seq, leaf)
-        rows.append(_row(draft, log_id, prev_seq, event_id, ts, payload, leaf, prev_chain))
+        rows.append(_row(body, ts, payload, leaf, prev_chain))
     session.execute(insert(LEDGER), rows)
+    rollups.record(session, log_id, rows)  # the report roll-ups, in the same transaction
+    session.info[APPENDED] = True
     return list(range(prev_seq - len(rows) + 1, prev_seq + 1))
+
+
+@contextmanager
+def one_append(session: Session) -> Iterator[list[tuple[EventDraft, datetime | None]]]:
+    """Hold every event the services append inside, then append them all at once when it closes
+    (one lock, one head read, one insert): how a bulk import writes a batch of lines. The list
+    yielded is the held events; a caller that undoes part of its work (a savepoint rolled back)
+    truncates it to what it held before. Nothing is appended if the block raises."""
+    if PENDING in session.info:
+        raise RuntimeError("one_append does not nest")
+    pending: list[tuple[EventDraft, datetime | None]] = []
+    session.info[PENDING] = pending
+    try:
+        yield pending
+    finally:
+        session.info.pop(PENDING, None)
+    append_timed(session, pending)
 
 
 def append_one(session: Session, draft: EventDraft, *, now: datetime | None = None) -> int:
     return append(session, [draft], now=now)[0]
 
 
-def _row(
-    draft: EventDraft,
-    log_id: str,
-    seq: int,
-    event_id: str,
-    ts: datetime,
-    payload: bytes,
-    leaf: bytes,
-    chained: bytes,
-) -> dict[str, object]:
-    on_behalf = (draft.on_behalf_of or {}).get("user_id")
-    return {
-        "log_id": log_id,
-        "seq": seq,
-        "event_id": event_id,
-        "ts": ts,
-        "type": draft.type,
-        "actor_id": draft.actor.id,
-        "actor_role": draft.actor.role,
-        "on_behalf_of": on_behalf,
-        "subject_type": draft.subject_type,
-        "subject_id": draft.subject_id,
-        "encounter_id": draft.encounter_id,
-        "provider_id": draft.provider_id,
-        "outcome": draft.outcome,
-        "payload": payload,
-        "leaf_hash": leaf,
-        "chain_hash": chained,
-    }
+def _row(body: dict[str, Any], ts: datetime, payload: bytes, leaf: bytes, chained: bytes) -> dict[str, Any]:
+    """The stored row: the indexed columns are derived from the payload by the same function that
+    verification checks them with (audit.ledger.columns)."""
+    row = dict(zip(INDEXED_COLUMNS, indexed_values(body), strict=True))
+    row.update(ts=ts, payload=payload, leaf_hash=leaf, chain_hash=chained)
+    return row
 
 
 def refuse_with(error: E, draft: EventDraft) -> E:

@@ -12,19 +12,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cedarpy
-import yaml
 
 from audit.policy.compliance import CompliancePolicy, PolicyError, load_compliance
 
 __all__ = [
     "ACTIONS",
     "DEFAULT_DENY",
+    "AuditFindingRes",
+    "CodingAuditRes",
     "Decision",
     "DelegationRes",
     "EncounterRes",
@@ -34,26 +35,23 @@ __all__ = [
     "Principal",
     "SystemRes",
     "UserRes",
-    "load_decision_cases",
 ]
 
 DEFAULT_DENY = "default.deny"
 
 ACTIONS: frozenset[str] = frozenset(
     {
-        "encounter.create", "encounter.read", "encounter.flag", "encounter.annotate",
+        "encounter.create", "encounter.read", "encounter.list", "encounter.flag", "encounter.annotate",
+        "encounter.resolve_flag",
         "code.add", "code.change", "code.void", "encounter.attest",
         "delegation.grant", "delegation.revoke", "delegation.read",
-        "user.create", "user.read", "user.change_roles",
-        "audit.read_events", "audit.verify", "report.view", "report.export",
-        "engagement.open", "engagement.revoke", "sample.draw",
-    }
-)  # fmt: skip
-
-CONTEXT_KEYS: frozenset[str] = frozenset(
-    {
-        "code_system", "delegation", "reauth_at", "via_integration", "integration",
-        "engagement", "scope_from", "scope_to", "scope_provider_ids",
+        "user.create", "user.read", "user.change_roles", "user.change_password", "user.deactivate",
+        "user.reactivate", "user.unlock", "user.reset_password",
+        "audit.read_events", "audit.verify", "audit.consistency", "report.view", "report.export",
+        "engagement.open", "engagement.revoke", "engagement.read", "sample.draw", "codeset.import",
+        "backup.create", "backup.restore", "import.run",
+        "coding_audit.open", "coding_audit.sample", "coding_audit.read", "coding_audit.sign",
+        "coding_audit.record_finding", "coding_audit.respond", "coding_audit.decide",
     }
 )  # fmt: skip
 
@@ -64,6 +62,7 @@ class Principal:
     roles: frozenset[str]
     credential_active: bool = False
     locked: bool = False
+    signing_locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,40 @@ class SystemRes:
     id: str = "audit"
 
 
-Resource = EncounterRes | DelegationRes | UserRes | EngagementRes | SystemRes | None
+@dataclass(frozen=True)
+class CodingAuditRes:
+    """A coding audit: its auditor (who opened it) and its parties (providers of the sampled
+    encounters and the authors and attesters of their lines)."""
+
+    id: str
+    auditor_id: str
+    parties: frozenset[str] = frozenset()
+    status: str = "open"
+
+
+@dataclass(frozen=True)
+class AuditFindingRes:
+    """A finding of a coding audit on one sampled encounter (or one of its lines)."""
+
+    id: str
+    auditor_id: str
+    provider_id: str
+    date_of_service: dt.date
+    coders: frozenset[str] = frozenset()
+    attesters: frozenset[str] = frozenset()
+    line_author_id: str | None = None
+
+
+Resource = (
+    EncounterRes
+    | DelegationRes
+    | UserRes
+    | EngagementRes
+    | SystemRes
+    | CodingAuditRes
+    | AuditFindingRes
+    | None
+)
 
 
 @dataclass(frozen=True)
@@ -159,9 +191,10 @@ def _users(ids: Iterable[str]) -> list[dict[str, dict[str, str]]]:
 def _user_entity(p: Principal | UserRes) -> dict[str, Any]:
     active = p.credential_active if isinstance(p, Principal) else False
     locked = p.locked if isinstance(p, Principal) else False
+    signing_locked = p.signing_locked if isinstance(p, Principal) else False
     return {
         "uid": _uid("User", p.id),
-        "attrs": {"credential_active": active, "locked": locked},
+        "attrs": {"credential_active": active, "locked": locked, "signing_locked": signing_locked},
         "parents": [_uid("Role", r) for r in sorted(p.roles)],
     }
 
@@ -206,7 +239,63 @@ def _entity(obj: object) -> dict[str, Any]:
         return {"uid": _uid("Engagement", obj.id), "attrs": attrs, "parents": []}
     if isinstance(obj, SystemRes):
         return {"uid": _uid("System", obj.id), "attrs": {}, "parents": []}
+    if isinstance(obj, CodingAuditRes | AuditFindingRes):
+        return _audit_entity(obj)
     raise TypeError(f"unsupported resource type {type(obj).__name__}")
+
+
+def _audit_entity(obj: CodingAuditRes | AuditFindingRes) -> dict[str, Any]:
+    attrs: dict[str, Any]
+    if isinstance(obj, CodingAuditRes):
+        attrs = {
+            "auditor": _ref("User", obj.auditor_id),
+            "parties": _users(obj.parties),
+            "status": obj.status,
+        }
+        return {"uid": _uid("CodingAudit", obj.id), "attrs": attrs, "parents": []}
+    attrs = {
+        "auditor": _ref("User", obj.auditor_id),
+        "provider_of_record": _ref("User", obj.provider_id),
+        "date_of_service": yyyymmdd(obj.date_of_service),
+        "coders": _users(obj.coders),
+        "attesters": _users(obj.attesters),
+    }
+    if obj.line_author_id is not None:
+        attrs["line_author"] = _ref("User", obj.line_author_id)
+    return {"uid": _uid("AuditFinding", obj.id), "attrs": attrs, "parents": []}
+
+
+@dataclass(frozen=True)
+class _ContextRule:
+    """How a context key enters the Cedar request: the Python type it must have, and its Cedar value
+    (``convert`` None: an entity, referenced from the context as ``__entity`` and added to the
+    request's entities)."""
+
+    type_: type | tuple[type, ...]
+    convert: Callable[[Any], Any] | None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _user_ref(user_id: str) -> dict[str, dict[str, str]]:
+    return _ref("User", user_id)
+
+
+_CONTEXT: dict[str, _ContextRule] = {
+    "code_system": _ContextRule(str, _same),
+    "via_integration": _ContextRule(bool, _same),
+    "reauth_at": _ContextRule(dt.datetime, epoch_seconds),
+    "scope_from": _ContextRule(dt.date, yyyymmdd),
+    "scope_to": _ContextRule(dt.date, yyyymmdd),
+    "scope_provider_ids": _ContextRule((frozenset, set, list, tuple), _users),
+    "supervisor": _ContextRule(str, _user_ref),
+    "delegation": _ContextRule(DelegationRes, None),
+    "integration": _ContextRule(Principal, None),
+    "engagement": _ContextRule(EngagementRes, None),
+}
+CONTEXT_KEYS: frozenset[str] = frozenset(_CONTEXT)
 
 
 def _expect(value: object, type_: type | tuple[type, ...], key: str) -> None:
@@ -370,31 +459,17 @@ class PolicyEngine:
         add(res)
         ctx: dict[str, Any] = {"now": epoch_seconds(now), "via_integration": False, **self._base_context}
         for key, value in context.items():
-            if key not in CONTEXT_KEYS:
+            rule = _CONTEXT.get(key)
+            if rule is None:
                 raise KeyError(f"unknown context key {key!r}")
             if value is None:
                 continue
-            if key == "code_system":
-                _expect(value, str, key)
-                ctx[key] = value
-            elif key == "via_integration":
-                _expect(value, bool, key)
-                ctx[key] = value
-            elif key == "reauth_at":
-                _expect(value, dt.datetime, key)
-                ctx[key] = epoch_seconds(value)
-            elif key in ("scope_from", "scope_to"):
-                _expect(value, dt.date, key)
-                ctx[key] = yyyymmdd(value)
-            elif key == "scope_provider_ids":
-                _expect(value, (frozenset, set, list, tuple), key)
-                ctx[key] = _users(value)
-            else:  # delegation, integration, engagement: entities referenced from the context
-                wanted = {"delegation": DelegationRes, "integration": Principal, "engagement": EngagementRes}
-                _expect(value, wanted[key], key)
-                ent = _entity(value)
-                ctx[key] = {"__entity": ent["uid"]}
+            _expect(value, rule.type_, key)
+            if rule.convert is None:  # an entity referenced from the context
+                ctx[key] = {"__entity": _entity(value)["uid"]}
                 add(value)
+            else:
+                ctx[key] = rule.convert(value)
         request = {
             "principal": _uid("User", principal.id),
             "action": _uid("Action", action),
@@ -434,155 +509,3 @@ class PolicyEngine:
             # An error anywhere denies, even if some other permit matched.
             return Decision(False, (DEFAULT_DENY,), errors, self.version)
         return Decision(False, rule_ids, errors, self.version)
-
-    def check_case(self, case: Mapping[str, Any]) -> str | None:
-        """Run one decision-table row; return a failure message, or None when it passes."""
-        name = case.get("name", "<unnamed>")
-        try:
-            principal, action, resource, context, now = _case_request(case)
-        except (KeyError, TypeError, ValueError) as exc:
-            return f"{name}: malformed row: {exc}"
-        d = self.decide(principal, action, resource, context, now=now)
-        want_allow = case["expect"] == "allow"
-        problems = []
-        if d.allowed != want_allow:
-            problems.append(f"expected {case['expect']}, got {'allow' if d.allowed else 'deny'}")
-        if "rule_ids" in case and sorted(case["rule_ids"]) != list(d.rule_ids):
-            problems.append(f"expected rule_ids {sorted(case['rule_ids'])}, got {list(d.rule_ids)}")
-        if "error" in case and bool(case["error"]) != bool(d.errors):
-            problems.append(f"expected error={case['error']}, got errors {list(d.errors)}")
-        if not case.get("error") and d.errors:
-            problems.append(f"unexpected errors {list(d.errors)}")
-        return f"{name}: " + "; ".join(problems) if problems else None
-
-    def check_decision_table(self, path: Path | str) -> list[str]:
-        """Run ``policies/tests/decisions.yaml``; return one message per failing row (empty = pass)."""
-        return [m for case in load_decision_cases(path) if (m := self.check_case(case))]
-
-
-# --- decision table ---------------------------------------------------------------------------
-#
-# Rows are plain YAML; dates may be YAML dates or ISO strings, instants YAML timestamps or ISO
-# strings (naive = UTC). ``resource.type`` is one of encounter, delegation, user, engagement, system.
-
-
-def load_decision_cases(path: Path | str) -> list[dict[str, Any]]:
-    """Read the decision table: a YAML list (or a mapping with a ``cases`` list) of rows."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{p}: {exc}") from exc
-    if isinstance(data, dict):
-        data = data.get("cases")
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise PolicyError(f"{p}: expected a list of rows")
-    return data
-
-
-def _instant(v: Any) -> dt.datetime:
-    if isinstance(v, dt.datetime):
-        return v
-    if isinstance(v, str):
-        return dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-    raise ValueError(f"not an instant: {v!r}")
-
-
-def _day(v: Any) -> dt.date:
-    if isinstance(v, dt.datetime):
-        return v.date()
-    if isinstance(v, dt.date):
-        return v
-    if isinstance(v, str):
-        return dt.date.fromisoformat(v)
-    raise ValueError(f"not a date: {v!r}")
-
-
-def _opt_day(v: Any) -> dt.date | None:
-    return None if v is None else _day(v)
-
-
-def _principal(d: Mapping[str, Any]) -> Principal:
-    return Principal(
-        id=str(d["id"]),
-        roles=frozenset(d.get("roles", ())),
-        credential_active=bool(d.get("credential_active", False)),
-        locked=bool(d.get("locked", False)),
-    )
-
-
-def _delegation(d: Mapping[str, Any]) -> DelegationRes:
-    return DelegationRes(
-        id=str(d["id"]),
-        provider_id=str(d["provider_id"]),
-        coder_id=str(d["coder_id"]),
-        code_systems=frozenset(d.get("code_systems", ())),
-        valid_from=_instant(d["valid_from"]),
-        valid_until=_instant(d["valid_until"]),
-        dos_from=_opt_day(d.get("dos_from")),
-        dos_until=_opt_day(d.get("dos_until")),
-        revoked=bool(d.get("revoked", False)),
-    )
-
-
-def _engagement(d: Mapping[str, Any]) -> EngagementRes:
-    return EngagementRes(
-        id=str(d["id"]),
-        auditor_id=str(d["auditor_id"]),
-        date_from=_day(d["date_from"]),
-        date_to=_day(d["date_to"]),
-        provider_ids=frozenset(d.get("provider_ids", ())),
-        expires_at=_instant(d["expires_at"]),
-        revoked=bool(d.get("revoked", False)),
-    )
-
-
-def _resource(d: Mapping[str, Any] | None) -> Resource:
-    if not d:
-        return None
-    kind = d.get("type", "system")
-    if kind == "encounter":
-        return EncounterRes(
-            id=str(d["id"]),
-            rendering_provider_id=str(d["rendering_provider_id"]),
-            supervising_provider_ids=frozenset(d.get("supervising_provider_ids", ())),
-            date_of_service=_opt_day(d.get("date_of_service")),
-            status=str(d.get("status", "open")),
-        )
-    if kind == "delegation":
-        return _delegation(d)
-    if kind == "user":
-        return UserRes(id=str(d["id"]), roles=frozenset(d.get("roles", ())))
-    if kind == "engagement":
-        return _engagement(d)
-    if kind == "system":
-        return SystemRes(str(d.get("id", "audit")))
-    raise ValueError(f"unknown resource type {kind!r}")
-
-
-def _case_request(
-    case: Mapping[str, Any],
-) -> tuple[Principal, str, Resource, dict[str, Any], dt.datetime]:
-    ctx: dict[str, Any] = {}
-    for key, v in (case.get("context") or {}).items():
-        if key == "delegation" and isinstance(v, Mapping):
-            ctx[key] = _delegation(v)
-        elif key == "engagement" and isinstance(v, Mapping):
-            ctx[key] = _engagement(v)
-        elif key == "integration" and isinstance(v, Mapping):
-            ctx[key] = _principal(v)
-        elif key == "reauth_at" and v is not None:
-            ctx[key] = _instant(v)
-        elif key in ("scope_from", "scope_to") and v is not None:
-            ctx[key] = _day(v)
-        elif key == "scope_provider_ids" and isinstance(v, list):
-            ctx[key] = frozenset(v)
-        else:  # passed through as is: lets rows test malformed contexts
-            ctx[key] = v
-    return (
-        _principal(case["principal"]),
-        str(case["action"]),
-        _resource(case.get("resource")),
-        ctx,
-        _instant(case["now"]),
-    )

@@ -12,8 +12,12 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from audit.policy.filters import delegation_clause, encounter_clause, event_clause
+from audit.policy.scope import ReadScope
+from audit.report.codesets import codes_invalid_for_date
 from audit.report.responsibility import first_attestations, provider_responsibility
-from audit.report.schemas import Filters, Report, Section
+from audit.report.retention import past_retention
+from audit.report.schemas import Report, Section
 from audit.report.sql import (
     ATT,
     CODE_EVENTS,
@@ -23,8 +27,6 @@ from audit.report.sql import (
     LINE,
     USR,
     count_if,
-    encounter_scope,
-    event_scope,
     in_log,
     name_of,
     names,
@@ -47,7 +49,7 @@ def code_text(state: Any) -> str:
     return f"{text} x{units}" + (" (voided)" if status == "voided" else "")
 
 
-def changes_after_attestation(session: Session, f: Filters, now: datetime) -> Report:
+def changes_after_attestation(session: Session, f: ReadScope, now: datetime) -> Report:
     first = first_attestations(f)
     joined = LED.join(
         first, and_(LED.c.encounter_id == first.c.encounter_id, LED.c.seq > first.c.first_seq)
@@ -80,7 +82,7 @@ def changes_after_attestation(session: Session, f: Filters, now: datetime) -> Re
     )
 
 
-def unattested_aging(session: Session, f: Filters, now: datetime) -> Report:
+def unattested_aging(session: Session, f: ReadScope, now: datetime) -> Report:
     today = now.date()
     dos = ENC.c.date_of_service
     bucket = case(
@@ -95,7 +97,7 @@ def unattested_aging(session: Session, f: Filters, now: datetime) -> Report:
             *[count_if(bucket == label) for label in labels],
             func.count(),
         )
-        .where(ENC.c.status.in_(("open", "amended")), *encounter_scope(f))
+        .where(ENC.c.status.in_(("open", "amended")), encounter_clause(f))
         .group_by(ENC.c.rendering_provider_id)
     )
     result = session.execute(stmt).all()
@@ -110,7 +112,7 @@ def unattested_aging(session: Session, f: Filters, now: datetime) -> Report:
     )
 
 
-def late_attestations(session: Session, f: Filters, now: datetime) -> Report:
+def late_attestations(session: Session, f: ReadScope, now: datetime) -> Report:
     stmt = (
         select(
             ATT.c.id, ATT.c.encounter_id, ENC.c.external_id, ENC.c.date_of_service,
@@ -118,7 +120,7 @@ def late_attestations(session: Session, f: Filters, now: datetime) -> Report:
             ATT.c.status,
         )
         .select_from(ATT.join(ENC, ENC.c.id == ATT.c.encounter_id))
-        .where(ATT.c.late.is_(True), *encounter_scope(f))
+        .where(ATT.c.late.is_(True), encounter_clause(f))
         .order_by(ENC.c.date_of_service, ATT.c.signed_at)
     )  # fmt: skip
     result = session.execute(stmt).all()
@@ -136,7 +138,7 @@ def late_attestations(session: Session, f: Filters, now: datetime) -> Report:
     return Report("late-attestations", "Late attestations", [Section("late", "", columns, rows)])
 
 
-def coder_activity(session: Session, f: Filters, now: datetime) -> Report:
+def coder_activity(session: Session, f: ReadScope, now: datetime) -> Report:
     stmt = (
         select(
             LED.c.actor_id,
@@ -149,7 +151,7 @@ def coder_activity(session: Session, f: Filters, now: datetime) -> Report:
         .select_from(LED.join(ENC, ENC.c.id == LED.c.encounter_id))
         .where(
             in_log(), LED.c.type.in_(CODE_EVENTS), LED.c.outcome == "allowed", LED.c.actor_role == "coder",
-            *encounter_scope(f),
+            encounter_clause(f),
         )
         .group_by(LED.c.actor_id)
     )  # fmt: skip
@@ -163,7 +165,7 @@ def coder_activity(session: Session, f: Filters, now: datetime) -> Report:
     return Report("coder-activity", "Coder activity", [Section("coders", "", columns, rows)])
 
 
-def delegation_register(session: Session, f: Filters, now: datetime) -> Report:
+def delegation_register(session: Session, f: ReadScope, now: datetime) -> Report:
     provider, coder = aliased(USR), aliased(USR)
     status = case(
         (DLG.c.revoked_at.is_not(None), "revoked"),
@@ -182,8 +184,7 @@ def delegation_register(session: Session, f: Filters, now: datetime) -> Report:
         )
         .order_by(provider.c.display_name, DLG.c.granted_at)
     )  # fmt: skip
-    if f.provider_ids:
-        stmt = stmt.where(DLG.c.provider_id.in_(sorted(f.provider_ids)))
+    stmt = stmt.where(delegation_clause(f))
     rows = [[*r[:3], ",".join(r[3] or []), *r[4:]] for r in session.execute(stmt)]
     columns = [
         "delegation_id", "provider", "coder", "code_systems", "valid_from", "valid_until", "dos_from",
@@ -192,14 +193,18 @@ def delegation_register(session: Session, f: Filters, now: datetime) -> Report:
     return Report("delegation-register", "Delegation register", [Section("delegations", "", columns, rows)])
 
 
-def denied_attempts(session: Session, f: Filters, now: datetime) -> Report:
+REFUSED = ("denied", "failed")
+
+
+def denied_attempts(session: Session, f: ReadScope, now: datetime) -> Report:
+    """Every refused attempt: denied by policy, or failed (wrong password at sign-in or signing,
+    blocking edits); a sign-in burst summary counts its attempts."""
     stmt = (
         select(
             LED.c.seq, LED.c.ts, LED.c.actor_id, LED.c.actor_role, LED.c.type, LED.c.subject_type,
             LED.c.subject_id, LED.c.encounter_id, LED.c.provider_id, LED.c.payload,
         )
-        .select_from(LED.outerjoin(ENC, ENC.c.id == LED.c.encounter_id))
-        .where(LED.c.outcome == "denied", *event_scope(f))
+        .where(LED.c.outcome.in_(REFUSED), event_clause(f))
         .order_by(LED.c.seq)
     )  # fmt: skip
     result = session.execute(stmt).all()
@@ -209,24 +214,25 @@ def denied_attempts(session: Session, f: Filters, now: datetime) -> Report:
         event = json.loads(bytes(r.payload))
         rule_ids = (event.get("policy") or {}).get("rule_ids") or []
         target = f"{r.subject_type or ''} {r.subject_id or ''}".strip()
+        attempts = (event.get("detail") or {}).get("attempts") or 1  # a burst summary counts several
         rows.append(
             [r.seq, r.ts, name_of(who, r.actor_id) or (event["actor"].get("username") or ""), r.actor_role,
              r.type, target, r.encounter_id or "", name_of(who, r.provider_id), " ".join(rule_ids),
-             event.get("reason") or ""]
+             event.get("reason") or "", event["outcome"], attempts]
         )  # fmt: skip
     columns = [
         "seq", "at", "actor", "actor_role", "action", "target", "encounter_id", "provider", "rule_ids",
-        "reason",
+        "reason", "outcome", "attempts",
     ]  # fmt: skip
     return Report("denied-attempts", "Denied attempts", [Section("denied", "", columns, rows)])
 
 
-def _em_counts(session: Session, f: Filters) -> list[Any]:
+def _em_counts(session: Session, f: ReadScope) -> list[Any]:
     codes = [c for family in EM_FAMILIES.values() for c in family]
     stmt = (
         select(ENC.c.rendering_provider_id, LINE.c.code, func.count())
         .select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id))
-        .where(LINE.c.status == "active", LINE.c.system == "CPT", LINE.c.code.in_(codes), *encounter_scope(f))
+        .where(LINE.c.status == "active", LINE.c.system == "CPT", LINE.c.code.in_(codes), encounter_clause(f))
         .group_by(ENC.c.rendering_provider_id, LINE.c.code)
     )
     return list(session.execute(stmt).all())
@@ -236,15 +242,16 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "0.0"
 
 
-def em_distribution(session: Session, f: Filters, now: datetime) -> Report:
-    """Each provider's share of each E/M level within its family, beside the whole group's share
-    (same dates, every provider): a provider far above the group on the top levels is the signal."""
+def em_distribution(session: Session, f: ReadScope, now: datetime) -> Report:
+    """Each provider's share of each E/M level within its family, beside the group's share (same
+    dates, every provider the reader may see: the whole organisation for compliance): a provider far
+    above the group on the top levels is the signal."""
     family_of = {code: fam for fam, codes in EM_FAMILIES.items() for code in codes}
     mine: dict[tuple[str, str], int] = defaultdict(int)
     group: dict[str, int] = defaultdict(int)
     for pid, code, n in _em_counts(session, f):
         mine[(pid, code)] += n
-    for _, code, n in _em_counts(session, Filters(f.date_from, f.date_to)):
+    for _, code, n in _em_counts(session, f.without_provider_narrowing()):
         group[code] += n
     mine_total: dict[tuple[str, str], int] = defaultdict(int)
     for (pid, code), n in mine.items():
@@ -266,7 +273,7 @@ def em_distribution(session: Session, f: Filters, now: datetime) -> Report:
     return Report("em-distribution", "E/M level distribution", [Section("em", "", columns, rows)])
 
 
-ReportFn = Callable[[Session, Filters, datetime], Report]
+ReportFn = Callable[[Session, ReadScope, datetime], Report]
 REPORTS: dict[str, ReportFn] = {
     "provider-responsibility": provider_responsibility,
     "changes-after-attestation": changes_after_attestation,
@@ -276,4 +283,6 @@ REPORTS: dict[str, ReportFn] = {
     "delegation-register": delegation_register,
     "denied-attempts": denied_attempts,
     "em-distribution": em_distribution,
+    "codes-invalid-for-date": codes_invalid_for_date,
+    "retention": past_retention,
 }

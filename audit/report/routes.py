@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
 from audit.deps import SessionDep, UserDep
+from audit.inputs import BoundedDate
+from audit.openapi import REPORT_OK
 from audit.report import sampling
 from audit.report.schemas import SampleIn, SampleOut
 from audit.report.service import ReportRequest, view_report
@@ -14,15 +15,15 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 samples_router = APIRouter(prefix="/api/v1/samples", tags=["reports"])
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=REPORT_OK)
 def get_report(
     session: SessionDep,
     user: UserDep,
     name: str,
-    from_: Annotated[date | None, Query(alias="from", description="First date of service")] = None,
-    to: Annotated[date | None, Query(description="Last date of service")] = None,
-    provider_id: str | None = None,
-    encounter_id: Annotated[str | None, Query(description="encounter-timeline only")] = None,
+    from_: Annotated[BoundedDate | None, Query(alias="from", description="First date of service")] = None,
+    to: Annotated[BoundedDate | None, Query(description="Last date of service")] = None,
+    provider_id: Annotated[str | None, Query(max_length=36)] = None,
+    encounter_id: Annotated[str | None, Query(max_length=36, description="encounter-timeline only")] = None,
     format_: Annotated[str, Query(alias="format", pattern="^(json|csv|pdf)$")] = "json",
     section: Annotated[str | None, Query(description="CSV: which table of a multi-table report")] = None,
 ) -> Response:

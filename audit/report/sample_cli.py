@@ -35,15 +35,15 @@ def sample(
     from audit.principal import CurrentUser
     from audit.report.sampling import draw_sample
     from audit.uow import unit_of_work
-    from audit.user.service import authenticate
+    from audit.user.entry import CLI_ADDRESS, authenticate
 
     if not password_stdin:
         console.print("[red]--password-stdin is required: the sample is drawn as a signed-in user[/red]")
         raise typer.Exit(2)
     password = sys.stdin.readline().rstrip("\n")
     try:
+        user = CurrentUser.of(authenticate(None, username=as_user, password=password, address=CLI_ADDRESS))
         with unit_of_work() as session:
-            user = CurrentUser.of(authenticate(session, username=as_user, password=password))
             result = draw_sample(
                 session,
                 user=user,

@@ -6,16 +6,14 @@ import random
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from audit.ledger import service as ledger
-from audit.ledger.events import EventDraft
+from audit.policy.filters import ENC, encounter_ids
 from audit.policy.guard import Target
+from audit.policy.scope import ReadScope
 from audit.principal import CurrentUser
-from audit.report.schemas import Filters
-from audit.report.service import authorize_scope
-from audit.report.sql import ENC, encounter_scope
+from audit.report.service import authorize_report
 
 
 def draw(ids: list[str], n: int, seed: int) -> list[str]:
@@ -33,32 +31,24 @@ def draw_sample(
     date_to: date,
     provider_id: str | None = None,
 ) -> dict[str, Any]:
-    grant, filters = authorize_scope(
+    grant, scope = authorize_report(
         session,
         user,
         "sample.draw",
         Target("sample", None),
         date_from=date_from,
         date_to=date_to,
-        provider_ids=[provider_id] if provider_id else None,
+        provider_ids=[provider_id] if provider_id else (),
     )
-    candidates = _candidates(session, filters)
+    candidates = _candidates(session, scope)
     chosen = draw(candidates, n, seed)
-    shown = filters.as_dict()
+    shown = scope.as_dict()
     detail = {"seed": seed, "n": n, "filters": shown, "candidates": len(candidates), "encounter_ids": chosen}
-    ledger.append_one(
-        session,
-        EventDraft(
-            type="sample.draw",
-            actor=user.actor(grant.role),
-            subject_type="sample",
-            policy=grant.policy,
-            detail=detail,
-        ),
-    )
+    event_detail = {**detail, **scope.evidence()}
+    ledger.append_one(session, grant.event(detail=event_detail))
     return detail
 
 
-def _candidates(session: Session, filters: Filters) -> list[str]:
-    stmt = select(ENC.c.id).where(*encounter_scope(filters)).order_by(ENC.c.id)
+def _candidates(session: Session, scope: ReadScope) -> list[str]:
+    stmt = encounter_ids(scope).order_by(ENC.c.id)
     return list(session.execute(stmt).scalars())

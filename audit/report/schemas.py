@@ -8,23 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-@dataclass(frozen=True)
-class Filters:
-    """The effective scope of a report: dates of service, providers, one encounter."""
-
-    date_from: date | None = None
-    date_to: date | None = None
-    provider_ids: frozenset[str] | None = None
-    encounter_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "from": self.date_from.isoformat() if self.date_from else None,
-            "to": self.date_to.isoformat() if self.date_to else None,
-            "provider_ids": sorted(self.provider_ids) if self.provider_ids else None,
-            "encounter_id": self.encounter_id,
-        }
+from audit.inputs import RequestModel
 
 
 @dataclass
@@ -46,14 +30,14 @@ class Report:
         return self.sections[0]
 
 
-class SampleIn(BaseModel):
+class SampleIn(RequestModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     n: int = Field(ge=1, le=10000)
-    seed: int
+    seed: int = Field(ge=0, le=2**63 - 1)
     date_from: date = Field(alias="from")
     date_to: date = Field(alias="to")
-    provider_id: str | None = None
+    provider_id: str | None = Field(default=None, max_length=36)
 
 
 class SampleOut(BaseModel):

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from audit.encounter.history import encounter_history
-from audit.principal import CurrentUser
+from audit.encounter.history import history_entries
+from audit.policy.filters import attestation_clause
+from audit.policy.scope import ReadScope
 from audit.report.queries import code_text
 from audit.report.schemas import Report, Section
 from audit.report.sql import ATT
@@ -62,15 +63,17 @@ def _event_row(e: dict[str, Any]) -> list[Any]:
     ]  # fmt: skip
 
 
-def encounter_timeline(session: Session, user: CurrentUser, encounter_id: str) -> Report:
-    events = encounter_history(session, user=user, encounter_id=encounter_id)
+def encounter_timeline(session: Session, scope: ReadScope) -> Report:
+    """The scope's one encounter: its events and signatures (the scope was authorised by the caller)."""
+    encounter_id = scope.encounter_id
+    events = history_entries(session, scope)
     signatures = session.execute(
         select(
             ATT.c.id, ATT.c.printed_name, ATT.c.credential, ATT.c.npi, ATT.c.signed_at, ATT.c.meaning,
             ATT.c.late, ATT.c.status, ATT.c.code_set_digest, ATT.c.ledger_seq,
         )
-        .where(ATT.c.encounter_id == encounter_id)
-        .order_by(ATT.c.signed_at)
+        .where(attestation_clause(scope))
+        .order_by(ATT.c.signed_at, ATT.c.id)
     ).all()  # fmt: skip
     return Report(
         "encounter-timeline",

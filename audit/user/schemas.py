@@ -2,17 +2,21 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from audit.inputs import RequestModel
 from audit.principal import ROLES
 from audit.security import npi_is_valid
 
+USERNAME_MAX = 150
+"""Longest username a sign-in form accepts (stored names are at most 64 characters)."""
 
-class UserCreate(BaseModel):
-    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+
+class UserCreate(RequestModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$", examples=["dr.new"])
     password: str = Field(min_length=12, max_length=256)
-    display_name: str = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(min_length=1)
-    npi: str | None = None
-    credential: str | None = Field(default=None, max_length=20)
+    display_name: str = Field(min_length=1, max_length=200, examples=["Dr Nia New"])
+    roles: list[str] = Field(min_length=1, max_length=len(ROLES), examples=[["provider"]])
+    npi: str | None = Field(default=None, max_length=10)
+    credential: str | None = Field(default=None, max_length=20, examples=["MD"])
 
     @field_validator("roles")
     @classmethod
@@ -28,6 +32,17 @@ class UserCreate(BaseModel):
         if npi is not None and not npi_is_valid(npi):
             raise ValueError("NPI must be 10 digits with a valid check digit (Luhn with prefix 80840)")
         return npi
+
+
+class SignInForm(RequestModel):
+    """The OAuth2 password form (`grant_type=password` may be sent and is the only one)."""
+
+    username: str = Field(min_length=1, max_length=USERNAME_MAX)
+    password: str = Field(min_length=1, max_length=1024)
+    grant_type: str | None = Field(default=None, pattern="^(password)?$")
+    scope: str = Field(default="", max_length=200)
+    client_id: str | None = Field(default=None, max_length=200)
+    client_secret: str | None = Field(default=None, max_length=200)
 
 
 class UserOut(BaseModel):

@@ -1,37 +1,49 @@
-"""Users, sign-in, tokens and lockout."""
+"""Users and tokens (sign-in itself is audit.user.signin)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from audit.errors import Conflict, Locked, NotAuthenticated, NotFound
+from audit.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from audit.ledger import service as ledger
-from audit.ledger.events import ALLOWED, ANONYMOUS, FAILED, Actor, EventDraft, PolicyRef
+from audit.ledger.events import ALLOWED, Actor, EventDraft, PolicyRef
 from audit.models import ApiToken, User, utcnow
-from audit.policy.runtime import get_compliance
+from audit.policy.engine import UserRes
+from audit.policy.filters import user_clause
+from audit.policy.guard import Target, authorize
+from audit.policy.scope import user_list_scope
 from audit.principal import CurrentUser
-from audit.security import dummy_hash, hash_password, new_token, token_digest, verify_password
+from audit.security import hash_password, token_digest
+from audit.user.records import user_event
 from audit.user.schemas import UserCreate
 
-
-def public_view(user: User) -> dict[str, object]:
-    """What the ledger and the API show of a user: never the password hash."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "roles": sorted(user.roles),
-        "npi": user.npi,
-        "credential": user.credential,
-    }
+HOST_ACTOR = Actor(id=None, role="cli", username="cli")
 
 
-def create_user(session: Session, *, data: UserCreate, actor: Actor, policy: PolicyRef | None = None) -> User:
+def create_user(session: Session, *, user: CurrentUser, data: UserCreate) -> User:
+    """Create a user on behalf of a signed-in user: `user.create` is decided by the policy (an
+    administrator) before anything is stored; a refusal is recorded as a `denied` event."""
+    resource = UserRes(id="new", roles=frozenset(data.roles))
+    grant = authorize(user, "user.create", Target("user", None), resource)
+    return _store(session, data, actor=grant.actor, policy=grant.policy)
+
+
+def bootstrap_user(session: Session, *, data: UserCreate, actor: Actor = HOST_ACTOR) -> User:
+    """Create a user from the host, with no policy decision: the way the first administrator comes to
+    exist (`audit user add`, before anyone can sign in), and the host-side seeding of the demo.
+    There is no signed-in principal to authorise; what stands in for it is access to the host and
+    its database URL. The event names the host-side `actor` and carries no policy (none was made).
+    The API never reaches this: its route calls `create_user`."""
+    return _store(session, data, actor=actor, policy=None)
+
+
+def _store(session: Session, data: UserCreate, *, actor: Actor, policy: PolicyRef | None) -> User:
     if session.exec(select(User).where(User.username == data.username)).first():
         raise Conflict(f"username '{data.username}' is taken", field="username")
+    now = utcnow()
     user = User(
         username=data.username,
         display_name=data.display_name,
@@ -39,25 +51,19 @@ def create_user(session: Session, *, data: UserCreate, actor: Actor, policy: Pol
         roles=sorted(set(data.roles)),
         npi=data.npi,
         credential=data.credential,
+        created_at=now,
     )
     session.add(user)
     session.flush()
-    ledger.append_one(
-        session,
-        EventDraft(
-            type="user.create",
-            actor=actor,
-            subject_type="user",
-            subject_id=user.id,
-            policy=policy,
-            after=public_view(user),
-        ),
-    )
+    ledger.append_one(session, user_event("user.create", user=user, actor=actor, policy=policy), now=now)
     return user
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.username)).all())
+def list_users(session: Session, *, user: CurrentUser, limit: int = 500, offset: int = 0) -> list[User]:
+    """A page of the users the reader may list (`user_list_scope`), by username."""
+    _, scope = user_list_scope(user)
+    stmt = select(User).where(user_clause(scope)).order_by(col(User.username)).limit(limit).offset(offset)
+    return list(session.exec(stmt).all())
 
 
 def get_user(session: Session, user_id: str) -> User:
@@ -67,111 +73,18 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
-def _is_locked(user: User, now: datetime) -> bool:
-    return user.locked_until is not None and user.locked_until > now
-
-
-def sign_in(
-    session: Session, *, username: str, password: str, now: datetime | None = None
-) -> tuple[str, int]:
-    """Check the password and issue a token: (token, lifetime in seconds).
-
-    A failure is refused with its audit event and failure counter written after the rollback.
-    """
-    now = now or utcnow()
-    user = authenticate(session, username=username, password=password, now=now)
-    token, digest = new_token()
-    lifetime = get_compliance().tokens.lifetime_minutes * 60
-    session.add(
-        ApiToken(
-            token_hash=digest, user_id=user.id, issued_at=now, expires_at=now + timedelta(seconds=lifetime)
-        )
-    )
-    session.add(user)
-    ledger.append_one(
-        session,
-        EventDraft(
-            type="auth.signin",
-            actor=Actor(user.id, None, user.username),
-            subject_type="user",
-            subject_id=user.id,
-        ),
-        now=now,
-    )
-    return token, lifetime
-
-
-def authenticate(session: Session, *, username: str, password: str, now: datetime | None = None) -> User:
-    """The user whose password this is (sign-in and the CLI); failures are evidence and count toward
-    lockout, written after the refused unit of work rolls back."""
-    now = now or utcnow()
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None:
-        verify_password(password, dummy_hash())
-        raise _signin_failed(None, username, "unknown username")
-    if _is_locked(user, now):
-        raise _signin_failed(user.id, username, "account locked", locked=True)
-    if not user.is_active or not verify_password(password, user.password_hash):
-        raise _signin_failed(user.id, username, "wrong password" if user.is_active else "account disabled")
-    user.failed_signins = 0
-    session.add(user)
-    return user
-
-
-def _signin_failed(
-    user_id: str | None, username: str, reason: str, locked: bool = False
-) -> NotAuthenticated | Locked:
-    error: NotAuthenticated | Locked
-    if locked:
-        error = Locked("account is locked after repeated failures; try again later or ask an admin")
-    else:
-        error = NotAuthenticated("incorrect username or password")
-
-    def record(session: Session) -> None:
-        lockout = get_compliance().lockout
-        detail: dict[str, object] = {"username": username}
-        if user_id is not None and not locked:
-            detail.update(count_failure(session, user_id, "failed_signins", lockout.max_failed_signins))
-        ledger.append_one(
-            session,
-            EventDraft(
-                type="auth.signin",
-                actor=Actor(user_id, None, username) if user_id else ANONYMOUS,
-                outcome=FAILED,
-                subject_type="user",
-                subject_id=user_id,
-                reason=reason,
-                detail=detail,
-            ),
-        )
-
-    error.recording(record)
-    return error
-
-
-def count_failure(session: Session, user_id: str, counter: str, threshold: int) -> dict[str, object]:
-    """Increment a failure counter and lock the account when it reaches the policy threshold."""
-    user = session.get(User, user_id)
-    assert user is not None
-    count = getattr(user, counter) + 1
-    setattr(user, counter, count)
-    locked_until = None
-    if count >= threshold:
-        locked_until = utcnow() + timedelta(minutes=get_compliance().lockout.duration_minutes)
-        user.locked_until = locked_until
-        setattr(user, counter, 0)
-    session.add(user)
-    session.flush()
-    return {counter: count, "locked_until": locked_until.isoformat() if locked_until else None}
-
-
 def resolve_token(session: Session, token: str, now: datetime | None = None) -> User:
+    """The active user of a live token, in one query (every authenticated request runs it first)."""
     now = now or utcnow()
-    row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_digest(token))).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    found = session.exec(
+        select(ApiToken, User)
+        .join(User, col(User.id) == col(ApiToken.user_id))
+        .where(ApiToken.token_hash == token_digest(token))
+    ).first()
+    if found is None:
         raise NotAuthenticated("token is missing, expired or revoked")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
+    row, user = found
+    if row.revoked_at is not None or row.expires_at <= now or not user.is_active:
         raise NotAuthenticated("token is missing, expired or revoked")
     return user
 
@@ -186,3 +99,38 @@ def sign_out(session: Session, *, token: str, user: CurrentUser) -> None:
             type="auth.signout", actor=user.actor(), subject_type="user", subject_id=user.id, outcome=ALLOWED
         ),
     )
+
+
+def change_own_password(
+    session: Session, *, user: CurrentUser, new_password: str, keep_token: str | None = None
+) -> User:
+    """Set the user's own password (the caller has just checked the current one through the sign-in
+    back-off, audit.user.entry.authenticate). Every other session and token of the user ends."""
+    from audit.inputs import unsafe_character
+    from audit.policy.engine import UserRes
+    from audit.policy.guard import Target, authorize
+    from audit.user.records import public_view, user_event
+
+    if not 12 <= len(new_password) <= 256:  # the rules UserCreate.password holds at creation
+        raise InvalidInput("new_password", "the new password must have 12 to 256 characters")
+    problem = unsafe_character(new_password)
+    if problem:
+        raise InvalidInput("new_password", f"new_password: {problem}")
+    grant = authorize(
+        user, "user.change_password", Target("user", user.id), UserRes(id=user.id, roles=user.roles)
+    )
+    row = get_user(session, user.id)
+    before = public_view(row)
+    row.password_hash = hash_password(new_password)
+    session.add(row)
+    now = utcnow()
+    others = update(ApiToken).where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
+    if keep_token:
+        others = others.where(col(ApiToken.token_hash) != token_digest(keep_token))
+    session.execute(others.values(revoked_at=now))
+    session.flush()
+    event = user_event(
+        "user.change_password", user=row, actor=user.actor(grant.role), policy=grant.policy, before=before
+    )
+    ledger.append_one(session, event, now=now)
+    return row

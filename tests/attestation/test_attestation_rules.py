@@ -52,26 +52,53 @@ def coded_encounter(
     return eid
 
 
-def test_wrong_password_is_a_failed_event_and_repeated_failures_lock(
+def test_wrong_password_is_a_failed_event_and_repeated_failures_lock_signing_only(
     client: TestClient, people: People, connection: Connection
 ) -> None:
     provider = people.make("provider")
     eid = coded_encounter(client, people, provider)
     hp = people.headers(provider)
-    limit = get_compliance().lockout.max_failed_signings
+    limit = get_compliance().signing_lock.max_failed_signings
     for _ in range(limit):
         wrong = client.post(f"{API}/encounters/{eid}/attestations", json={"password": "not it"}, headers=hp)
         assert wrong.status_code == 401 and wrong.json()["error"] == "ReauthenticationFailed"
     failed = [e for e in events(connection, "encounter.attest") if e["outcome"] == "failed"]
     assert len(failed) == limit and all(e["actor"]["id"] == provider.id for e in failed)
-    assert failed[-1]["detail"]["locked_until"] is not None
+    assert [e["detail"]["failed_signings"] for e in failed] == list(range(1, limit + 1))
+    assert failed[-1]["detail"]["signing_locked_until"] is not None
+    assert all(e["policy"]["rule_ids"] == ["attestation.provider_of_record"] for e in failed)
     locked = client.post(f"{API}/encounters/{eid}/attestations", json={"password": PASSWORD}, headers=hp)
-    assert locked.status_code == 423 and "segregation.locked_principal" in locked.json()["rule_ids"]
-    assert client.get(f"{API}/encounters/{eid}", headers=hp).status_code == 423  # locked: no reads either
-    officer = people.headers(people.make("compliance"))
-    assert client.get(f"{API}/encounters/{eid}", headers=officer).json()["status"] == "open"
+    assert locked.status_code == 423 and locked.json()["rule_ids"] == ["attestation.signing_locked"]
+    assert locked.json()["locked_until"]
+    # Only signing is locked: the provider still reads and codes, and the session stays open.
+    assert client.get(f"{API}/encounters/{eid}", headers=hp).status_code == 200
+    added = client.post(f"{API}/encounters/{eid}/codes", json={"system": "CPT", "code": "99214"}, headers=hp)
+    assert added.status_code == 201, added.text
     denied = [e for e in events(connection, "encounter.attest") if e["outcome"] == "denied"]
-    assert denied and denied[-1]["reason"] == "locked"
+    assert len(denied) == 1 and denied[0]["reason"] == "locked"
+    # Compliance sees the failures and the refusal in the denied-attempts report.
+    officer = people.headers(people.make("compliance"))
+    rows = client.get(f"{API}/reports/denied-attempts", headers=officer).json()["rows"]
+    mine = [r for r in rows if r["action"] == "encounter.attest" and r["encounter_id"] == eid]
+    assert sorted(r["outcome"] for r in mine) == ["denied"] + ["failed"] * limit
+
+
+def test_who_may_not_sign_is_refused_before_any_password_check(
+    client: TestClient, people: People, connection: Connection
+) -> None:
+    """A coder calling attestation is refused by policy (403) every time: no password check, no
+    failed signing counted, so nobody can lock themselves (or anyone) out through it."""
+    provider = people.make("provider")
+    eid = coded_encounter(client, people, provider)
+    coder = people.make("coder")
+    people.delegate(provider, coder)
+    hc = people.headers(coder)
+    for password in ("wrong one", PASSWORD, "wrong two", "wrong three"):
+        refused = client.post(f"{API}/encounters/{eid}/attestations", json={"password": password}, headers=hc)
+        assert refused.status_code == 403, refused.text
+    outcomes = [e["outcome"] for e in events(connection, "encounter.attest") if e["actor"]["id"] == coder.id]
+    assert outcomes == ["denied"] * 4
+    assert client.get(f"{API}/users/me", headers=hc).status_code == 200
 
 
 def test_an_encounter_without_active_lines_cannot_be_attested(

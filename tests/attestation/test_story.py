@@ -97,9 +97,13 @@ def test_delegated_coding_attestation_amendment_and_reattestation(client: TestCl
         "code.add",
         "encounter.attest",
         "code.change",
+        "code.change",
         "attestation.supersede",
     ]
-    attest_event, change_event, supersede = history[3], history[4], history[5]
+    attest_event, refused, change_event, supersede = history[3], history[4], history[5], history[6]
+    # The change without a reason was refused (422): its evidence names the field, not the patient.
+    assert refused["outcome"] == "failed" and refused["detail"]["field"] == "reason"
+    assert "MRN-77" not in json.dumps(refused)
     assert attest_event["after"]["code_set_digest"] == signature["code_set_digest"]
     assert attest_event["actor"]["id"] == provider.id and attest_event["actor"]["role"] == "provider"
     assert change_event["detail"]["amendment"] is True

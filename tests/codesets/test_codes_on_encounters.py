@@ -15,18 +15,26 @@ from sqlalchemy.engine import Connection
 
 from audit.codesets.service import import_release
 from audit.ledger.service import LEDGER
+from audit.principal import host_operator
 from audit.uow import unit_of_work
 from tests.codesets.test_edits import MUE_TEXT, PTP_TEXT
 from tests.conftest import People
-from tests.support import PASSWORD, REPO
+from tests.support import HCPCS_2020, PASSWORD
 
 API = "/api/v1"
-HCPCS_2020 = REPO.parent / "shared/data/codesets/hcpcs/HCPC2020_ANWEB_w_disclaimer.txt"
 
 
 def load(connection: Connection, system: str, path: Path, start: date, end: date, label: str) -> None:
     with unit_of_work(connection) as s:
-        import_release(s, system=system, path=path, label=label, effective_from=start, effective_until=end)
+        import_release(
+            s,
+            user=host_operator(),
+            system=system,
+            path=path,
+            label=label,
+            effective_from=start,
+            effective_until=end,
+        )
 
 
 def encounter(client: TestClient, people: People, dos: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -65,16 +73,19 @@ def test_a_date_after_the_builtin_year_still_refuses_headers_and_warns(
     client: TestClient, people: People
 ) -> None:
     eid, hc, _ = encounter(client, people, "2026-11-02")
-    assert add(client, eid, hc, system="ICD-10-CM", code="I10").json()["findings"][0]["severity"] == "warning"
+    (finding,) = add(client, eid, hc, system="ICD-10-CM", code="I10").json()["findings"]
+    assert finding["kind"] == "codeset_fallback" and finding["severity"] == "warning"
+    assert "FY2026" in finding["checked_against"] and finding["required_release"] == "ICD-10-CM FY2027"
     header = add(client, eid, hc, system="ICD-10-CM", code="J45")
-    assert header.status_code == 422 and "latest release loaded" in header.json()["detail"]
+    assert header.status_code == 422 and "loaded latest before" in header.json()["detail"]
 
 
-def test_a_date_with_no_release_is_format_checked_with_a_warning(client: TestClient, people: People) -> None:
+def test_a_date_before_every_release_is_unverified(client: TestClient, people: People) -> None:
     eid, hc, _ = encounter(client, people, "2019-06-03")
     response = add(client, eid, hc, system="ICD-10-CM", code="E11")
     assert response.status_code == 201
-    assert "existence not checked" in response.json()["findings"][0]["message"]
+    (finding,) = response.json()["findings"]
+    assert finding["kind"] == "codeset_unverified" and finding["required_release"] == "ICD-10-CM FY2019"
 
 
 @pytest.mark.skipif(not HCPCS_2020.exists(), reason="shared HCPCS 2020 fixture not present")
@@ -105,7 +116,7 @@ def test_cpt_existence_is_checked_only_with_an_imported_list(
     cpt.write_text("code,effective_from,effective_until\n99213,2025-01-01,\n99214,2025-01-01,\n")
     load(connection, "cpt", cpt, date(2025, 1, 1), date(2025, 12, 31), "CPT 2025 (licensed list)")
     listed = add(client, eid, hc, system="CPT", code="99213").json()["findings"]
-    assert [f for f in listed if f["kind"] == "codeset"] == []
+    assert [f for f in listed if f["kind"].startswith("codeset")] == []
     refused = add(client, eid, hc, system="CPT", code="99299")
     assert refused.status_code == 422 and "CPT 2025" in refused.json()["detail"]
 

@@ -139,3 +139,13 @@ def test_mue_mai_2_absolute(tables: EditTables) -> None:
 def test_mue_mai_3_clinical(tables: EditTables) -> None:
     [f] = mue(evaluate_edits([EditLine(1, "J1100", units=20), EditLine(2, "J1100", units=11)], DOS, tables))
     assert f.severity == "warning" and f.indicator == 3 and "appeal" in f.message
+
+
+def test_file_numbers_are_ascii_digits() -> None:
+    """int() converts full-width digits: a file's dates and counts must be ASCII."""
+    from audit.codesets.parsers import parse_yyyymmdd
+
+    with pytest.raises(CodeSetError):
+        parse_yyyymmdd("\uff12\uff10\uff12\uff15\uff10\uff11\uff10\uff11")
+    with pytest.raises(CodeSetError, match="whole number"):
+        list(parse_mue(['"20610","\uff12","2 Date of Service Edit: Policy","Anatomic"']))

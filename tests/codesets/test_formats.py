@@ -20,6 +20,7 @@ from audit.codesets.formats import (
         ("icd10cm", " E11 ", "E11"),
         ("ICD-10-CM", "S0000XA", "S00.00XA"),
         ("ICD-10-CM", "U07.1", "U07.1"),
+        ("ICD-10-CM", "qa00142", "QA0.0142"),  # FY2026: a letter in second place
         ("CPT", "99213", "99213"),
         ("CPT", "3074f", "3074F"),
         ("CPT", "0042T", "0042T"),
@@ -63,7 +64,7 @@ def test_message_is_human() -> None:
     with pytest.raises(CodeFormatError) as info:
         normalize_code("ICD-10-CM", "E11.")
     assert str(info.value).startswith(
-        "'E11.' is not a valid ICD-10-CM code: expected a letter, two characters"
+        "'E11.' is not a valid ICD-10-CM code: expected a letter, two letters or digits"
     )
 
 
@@ -120,3 +121,64 @@ def test_modifier_idempotent_or_rejected(raw: str) -> None:
     except CodeFormatError:
         return
     assert normalize_modifier(once) == once and len(once) == 2
+
+
+# Unicode look-alikes that Python's `\d`, `isdigit` or `upper` would let through.
+FULL_WIDTH = "\uff19\uff19\uff12\uff11\uff13"  # full-width 99213
+ARABIC_INDIC = "\u0669\u0669\u0662\u0661\u0663"  # Arabic-Indic 99213
+DEVANAGARI = "\u096f\u096f\u0968\u0967\u0969"  # Devanagari 99213
+
+
+@pytest.mark.parametrize(
+    ("system", "raw"),
+    [
+        ("CPT", FULL_WIDTH),
+        ("CPT", ARABIC_INDIC),
+        ("CPT", DEVANAGARI),
+        ("CPT", "9921\uff13"),  # one full-width digit among ASCII ones
+        ("CPT", "\uff10\uff10\uff14\uff12T"),  # 0042T, digits full-width
+        ("HCPCS", "J\uff11\uff11\uff10\uff10"),
+        ("HCPCS", "\uff2a1100"),  # full-width J
+        ("ICD-10-CM", "E\uff11\uff11.9"),
+        ("ICD-10-CM", "\u0131\u0031\u0030"),  # dotless i upper-cases to ASCII I
+        ("ICD-10-CM", "E11\uff0e9"),  # full-width full stop
+        ("ICD-10-CM", "\u017f00.00XA"),  # long s upper-cases to ASCII S
+        ("ICD-10-PCS", "0DTJ4Z\uff3a"),
+        ("ICD-10-CM", "E11.9\u00a0"),  # no-break space
+        ("ICD-10-CM", "\u3000E11.9"),  # ideographic space
+    ],
+)
+def test_codes_accept_ascii_only(system: str, raw: str) -> None:
+    with pytest.raises(CodeFormatError) as info:
+        normalize_code(system, raw, field="code")
+    assert info.value.field == "code" and "ASCII" in info.value.message
+    assert not is_valid_format(system, raw)
+
+
+@pytest.mark.parametrize("raw", ["\uff12\uff15", "\u0662\u0665", "L\uff34", "\u0131\u0131", "\u017f\u017f"])
+def test_modifiers_accept_ascii_only(raw: str) -> None:
+    with pytest.raises(CodeFormatError) as info:
+        normalize_modifiers(["25", raw])
+    assert info.value.field == "modifiers[1]" and "ASCII" in info.value.message
+
+
+@pytest.mark.parametrize("raw", ["\uff23\uff30\uff34", "\u0131cd10cm", "HCPCS\u00a0"])
+def test_system_names_accept_ascii_only(raw: str) -> None:
+    with pytest.raises(CodeFormatError) as info:
+        normalize_system(raw)
+    assert info.value.field == "system"
+
+
+@pytest.mark.parametrize("raw", ["K3YF2QN", "A0DTJ4Z", "EDTJ4ZZ", "Z0DTJ4Z", "J3YF2QN"])
+def test_icd10pcs_first_character_is_one_of_the_17_sections(raw: str) -> None:
+    with pytest.raises(CodeFormatError, match="section"):
+        normalize_code("ICD-10-PCS", raw)
+
+
+@given(st.sampled_from(["CPT", "HCPCS", "ICD-10-CM", "ICD-10-PCS"]), st.text(max_size=9))
+def test_whatever_is_accepted_is_ascii(system: str, raw: str) -> None:
+    try:
+        normalize_code(system, raw)
+    except CodeFormatError:
+        return
+    assert raw.isascii()

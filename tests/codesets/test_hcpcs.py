@@ -1,16 +1,13 @@
 from collections import Counter
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from audit.codesets.parsers import CodeSetError, decode, parse_hcpcs
 from audit.codesets.releases import CodeSetIndex, infer_period, release_from_records
 from audit.codesets.service import records_for_release
+from tests.support import HCPCS_2020
 
-HCPCS_2020 = (
-    Path(__file__).resolve().parents[3] / "shared/data/codesets/hcpcs/HCPC2020_ANWEB_w_disclaimer.txt"
-)
 needs_file = pytest.mark.skipif(
     not HCPCS_2020.exists(), reason=f"CMS HCPCS 2020 file not found at {HCPCS_2020} (shared data not mounted)"
 )
@@ -37,7 +34,7 @@ def test_terminated_code_valid_before_and_invalid_after(records: list) -> None:
     rel = release_from_records(
         "HCPCS", "HCPCS 2020 annual", date(2019, 10, 1), date(2020, 3, 31), records_for_release(records)
     )
-    idx = CodeSetIndex([rel], builtin_icd10cm=False)
+    idx = CodeSetIndex([rel], builtin=False)
     assert idx.check("HCPCS", "C9043", date(2019, 12, 31)).ok
     after = idx.check("HCPCS", "c9043", date(2020, 1, 1))
     assert not after.ok and "terminated" in after.message and "HCPCS 2020 annual" in after.message
@@ -47,25 +44,32 @@ def test_terminated_code_valid_before_and_invalid_after(records: list) -> None:
     assert idx.check_modifier("lt", date(2020, 1, 2)).normalized == "LT"
     assert not idx.check_modifier("JZ", date(2020, 1, 2)).ok  # added 2022
     assert not idx.check("HCPCS", "A0001", date(2020, 2, 1)).ok
-    gone = idx.check("HCPCS", "A0021", date(2020, 5, 1))  # after the quarter: no release in force
-    assert gone.ok and "existence not checked" in gone.warnings[0]
+    # After the release's period: judged by it as the latest earlier release, terminations included.
+    later = idx.check("HCPCS", "A0021", date(2020, 5, 1))
+    assert later.ok and later.status == "fallback" and later.release_label == "HCPCS 2020 annual"
+    assert "HCPC2020_APR_ANWEB.txt" in later.message
+    for day in (date(2020, 5, 1), date(2027, 2, 1)):
+        terminated = idx.check("HCPCS", "A4466", day)  # terminated 2016-12-31 in the same file
+        assert not terminated.ok and terminated.status == "invalid" and "2016-12-31" in terminated.message
+    assert idx.check("HCPCS", "C9999", date(2027, 2, 1)).status == "unverified"
 
 
 def test_period_inferred_from_name() -> None:
     assert infer_period("HCPCS", "HCPC2020_ANWEB_w_disclaimer.txt") == (
-        "HCPCS 2020 Q1",
+        "HCPCS 2020",
         date(2020, 1, 1),
-        date(2020, 3, 31),
+        date(2020, 12, 31),
     )
+    # A quarterly file is in force to the end of its year, until a later quarterly file replaces it.
     assert infer_period("HCPCS", "HCPC2024_JUL_ANWEB_v2.txt") == (
-        "HCPCS 2024 Q3",
+        "HCPCS 2024 JUL quarterly update",
         date(2024, 7, 1),
-        date(2024, 9, 30),
+        date(2024, 12, 31),
     )
 
 
 def test_cpt_modifiers_and_hcpcs_modifier_without_release() -> None:
-    idx = CodeSetIndex(builtin_icd10cm=False)
+    idx = CodeSetIndex(builtin=False)
     assert idx.check_modifier("25", date(2024, 1, 1)).ok
     assert not idx.check_modifier("34", date(2024, 1, 1)).ok
     unk = idx.check_modifier("XS", date(2024, 1, 1))

@@ -10,10 +10,14 @@ from audit.codesets.edits import EditLine, evaluate_edits
 from audit.codesets.models import CodeSetCode, CodeSetRelease
 from audit.codesets.parsers import CodeSetError
 from audit.codesets.service import edit_tables_for, import_release, list_releases, load_index
+from audit.codesets.store import store_release
+from audit.principal import host_operator
+from tests.support import HCPCS_2020
 
-HCPCS_2020 = (
-    Path(__file__).resolve().parents[3] / "shared/data/codesets/hcpcs/HCPC2020_ANWEB_w_disclaimer.txt"
-)
+
+def imp(session: Session, **kw: object) -> CodeSetRelease:
+    """An audited import by the host's operator (the CLI's path); returns the stored release."""
+    return import_release(session, user=host_operator(), **kw).release  # type: ignore[arg-type]
 
 
 @pytest.fixture()
@@ -26,7 +30,7 @@ def session() -> Iterator[Session]:
 
 
 def test_cpt_format_only_without_list_then_existence_with_list(session: Session, tmp_path: Path) -> None:
-    idx = load_index(session, builtin_icd10cm=False)
+    idx = load_index(session, builtin=False)
     res = idx.check("CPT", "99213", date(2025, 6, 1))
     assert res.ok and "existence not checked" in res.warnings[0]
     assert not idx.check("CPT", "9921", date(2025, 6, 1)).ok
@@ -35,14 +39,14 @@ def test_cpt_format_only_without_list_then_existence_with_list(session: Session,
     f.write_text(
         "code,effective_from,effective_until\n99213,2025-01-01,\n0042T,2025-01-01,2025-06-30\n3074F,,\n"
     )
-    rel = import_release(session, system="cpt", path=f)
+    rel = imp(session, system="cpt", path=f)
     assert (rel.label, rel.effective_from, rel.effective_until, rel.code_count) == (
         "CPT 2025",
         date(2025, 1, 1),
         date(2025, 12, 31),
         3,
     )
-    idx = load_index(session, builtin_icd10cm=False)
+    idx = load_index(session, builtin=False)
     assert idx.check("CPT", "99213", date(2025, 6, 1)).ok
     missing = idx.check("CPT", "99214", date(2025, 6, 1))
     assert not missing.ok and "CPT 2025" in missing.message
@@ -53,16 +57,18 @@ def test_cpt_format_only_without_list_then_existence_with_list(session: Session,
 
 @pytest.mark.skipif(not HCPCS_2020.exists(), reason=f"CMS HCPCS 2020 file not found at {HCPCS_2020}")
 def test_import_real_hcpcs_file(session: Session) -> None:
-    calls: list[tuple[int, int]] = []
-    rel = import_release(session, system="hcpcs", path=HCPCS_2020, progress=lambda d, t: calls.append((d, t)))
-    assert rel.label == "HCPCS 2020 Q1" and rel.code_count == 7079
+    calls: list[tuple[str, int, int | None]] = []
+    rel = imp(session, system="hcpcs", path=HCPCS_2020, progress=lambda *a: calls.append(a))
+    # The annual file covers its calendar year (until a quarterly file replaces it).
+    assert rel.label == "HCPCS 2020" and rel.code_count == 7079
+    assert (rel.effective_from, rel.effective_until) == (date(2020, 1, 1), date(2020, 12, 31))
     assert rel.sha256 == "e7f6f58b91fa54d081be50230a1a34ae4671038539a2b42ed055002d395c1063"
-    assert calls[-1] == (7079, 7079)
+    assert ("store", 7079, 7079) in calls
     n = session.exec(
         select(func.count()).select_from(CodeSetCode).where(CodeSetCode.release_id == rel.id)
     ).one()
     assert n == 7079
-    idx = load_index(session, builtin_icd10cm=False)
+    idx = load_index(session, builtin=False)
     assert idx.check("HCPCS", "J1100", date(2020, 2, 1)).ok
     assert not idx.check("HCPCS", "C9043", date(2020, 2, 1)).ok  # terminated 2019-12-31
     assert idx.check_modifier("RT", date(2020, 2, 1)).ok
@@ -82,8 +88,8 @@ def test_ncci_and_mue_import_and_per_encounter_tables(session: Session, tmp_path
         '"HCPCS/CPT Code","Practitioner Services MUE Values","MUE Adjudication Indicator","MUE Rationale"\n'
         '"20610","2","2 Date of Service Edit: Policy","Anatomic"\n'
     )
-    r1 = import_release(session, system="ncci-ptp", path=ptp)
-    r2 = import_release(session, system="mue", path=mue)
+    r1 = imp(session, system="ncci-ptp", path=ptp)
+    r2 = imp(session, system="mue", path=mue)
     assert (r1.label, r1.effective_from, r1.effective_until) == (
         "NCCI PTP v31.0",
         date(2025, 1, 1),
@@ -98,7 +104,7 @@ def test_ncci_and_mue_import_and_per_encounter_tables(session: Session, tmp_path
         ("ncci_ptp", True, "info"),
         ("mue", False, "error"),
     ]
-    idx = load_index(session, builtin_icd10cm=False, include_edits=True)
+    idx = load_index(session, builtin=False, include_edits=True)
     assert idx.edits is not None and len(idx.edits.ptp) == 1
 
 
@@ -106,19 +112,19 @@ def test_bad_files_raise_codeset_error(session: Session, tmp_path: Path) -> None
     bad = tmp_path / "cpt_2025.csv"
     bad.write_text("99213,2025-01-01,\n9921X,2025-01-01,\n")
     with pytest.raises(CodeSetError, match="line 2") as info:
-        import_release(session, system="cpt", path=bad)
+        store_release(session, system="cpt", path=bad)
     assert isinstance(info.value, ValueError) and info.value.field == "file"
     noname = tmp_path / "list.csv"
     noname.write_text("99213,,\n")
     with pytest.raises(CodeSetError) as info2:
-        import_release(session, system="cpt", path=noname)
+        store_release(session, system="cpt", path=noname)
     assert info2.value.field == "effective_from"
-    rel = import_release(
+    rel, _ = store_release(
         session, system="cpt", path=noname, effective_from=date(2024, 1, 1), label="org list"
     )
     assert rel.effective_until is None and rel.label == "org list"
     with pytest.raises(CodeSetError) as info3:
-        import_release(session, system="snomed", path=noname)
+        store_release(session, system="snomed", path=noname)
     assert info3.value.field == "system"
     assert session.exec(select(func.count()).select_from(CodeSetRelease)).one() == 1
 
@@ -126,10 +132,12 @@ def test_bad_files_raise_codeset_error(session: Session, tmp_path: Path) -> None
 def test_icd10cm_order_file_import_overrides_builtin_period(session: Session, tmp_path: Path) -> None:
     f = tmp_path / "icd10cm_order_2021.txt"
     f.write_text("00001 E11     0 Type 2 diabetes\n00002 E119    1 Type 2 diabetes without complications\n")
-    rel = import_release(session, system="icd10cm", path=f)
+    rel = imp(session, system="icd10cm", path=f)
     assert (rel.effective_from, rel.effective_until) == (date(2020, 10, 1), date(2021, 9, 30))
     idx = load_index(session)
-    assert idx.check("ICD-10-CM", "E119", date(2021, 1, 1)).release_label == "ICD-10-CM FY2021"
-    assert not idx.check("ICD-10-CM", "E11", date(2021, 1, 1)).ok
-    assert not idx.check("ICD-10-CM", "J12.89", date(2021, 1, 1)).ok  # not in this (tiny) file
+    # An import wins over the built-in releases on every date it covers (January 2021 included).
+    for day in (date(2020, 11, 1), date(2021, 1, 1), date(2021, 9, 30)):
+        assert idx.check("ICD-10-CM", "E119", day).release_label == "ICD-10-CM FY2021"
+        assert not idx.check("ICD-10-CM", "E11", day).ok
+        assert not idx.check("ICD-10-CM", "J12.89", day).ok  # not in this (tiny) file
     assert "built-in" in (idx.check("ICD-10-CM", "J12.89", date(2026, 5, 1)).release_label or "")

@@ -137,7 +137,8 @@ def test_revoked_or_expired_engagement_denies(org: Org, connection: Connection) 
 def test_provider_sees_only_their_own_report(org: Org) -> None:
     own = org.report("P1", "provider-responsibility", provider_id=org.users["P1"].id).json()
     assert [r["provider"] for r in own["rows"]] == ["Dr Ada Okafor"]
-    org.report("P1", "provider-responsibility", 403)
+    unnamed = org.report("P1", "provider-responsibility").json()  # no provider_id: their own
+    assert unnamed["rows"] == own["rows"] and unnamed["filters"]["provider_ids"] == [org.users["P1"].id]
     org.report("P1", "provider-responsibility", 403, provider_id=org.users["P2"].id)
     org.report("K1", "coder-activity", 403)
 

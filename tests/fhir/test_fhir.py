@@ -1,143 +1,163 @@
-"""FHIR R4 AuditEvent and Provenance searches over a real story, validated with fhir.resources R4B."""
+"""FHIR R4 AuditEvent (IHE BALP) and Provenance (US Core pattern) over a real story: searches, reads,
+errors; every resource through both validators (see tests/fhir/validators.py)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from fhir.resources.R4B.auditevent import AuditEvent
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.provenance import Provenance
-from sqlalchemy.engine import Connection
+from pydantic import ValidationError
 
-from audit.deps import get_bind
 from audit.fhir import mapping
-from audit.fhir.routes import router as fhir_router
-from audit.main import create_app
+from audit.fhir.params import CEILING, FLOOR, parse_dates
 from tests.conftest import People
-from tests.support import PASSWORD
+from tests.fhir.validators import FhirCheck, node_missing, python_validate, run_node
 
-API = "/api/v1"
 FHIR_JSON = "application/fhir+json"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+INTERACTION = "http://hl7.org/fhir/restful-interaction"
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
 
-@pytest.fixture
-def client(connection: Connection) -> Iterator[TestClient]:
-    """The app as the lead builds it, with the FHIR router mounted if main.py does not yet."""
-    app = create_app()
-    if not any(getattr(route, "path", "").startswith("/fhir/") for route in app.routes):
-        app.include_router(fhir_router)
-    app.dependency_overrides[get_bind] = lambda: connection
-    with TestClient(app) as c:
-        yield c
-
-
-@pytest.fixture
-def story(client: TestClient, people: People) -> dict[str, Any]:
-    """Delegated coder codes, provider attests, coder changes a code, provider re-attests."""
-    provider = people.make("provider", name="Dr Ada Okafor", npi="1234567893")
-    coder = people.make("coder", name="Wei Chen")
-    delegation_id = people.delegate(provider, coder)
-    hp, hc = people.headers(provider), people.headers(coder)
-    dos = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
-    body = {
-        "external_id": "ENC-FHIR-1",
-        "patient_ref": "MRN-000123",
-        "date_of_service": dos,
-        "rendering_provider_id": provider.id,
-    }
-    created = client.post(f"{API}/encounters", json=body, headers=hc)
-    assert created.status_code == 201, created.text
-    eid = created.json()["id"]
-    line = client.post(f"{API}/encounters/{eid}/codes", json={"system": "CPT", "code": "99214"}, headers=hc)
-    assert line.status_code == 201, line.text
-    dx = client.post(
-        f"{API}/encounters/{eid}/codes", json={"system": "ICD-10-CM", "code": "E11.9"}, headers=hc
-    )
-    assert dx.status_code == 201, dx.text
-    first = client.post(f"{API}/encounters/{eid}/attestations", json={"password": PASSWORD}, headers=hp)
-    assert first.status_code == 201, first.text
-    # A coder may never attest: a denied attempt on the encounter.
-    refused = client.post(f"{API}/encounters/{eid}/attestations", json={"password": PASSWORD}, headers=hc)
-    assert refused.status_code == 403, refused.text
-    changed = client.patch(
-        f"{API}/encounters/{eid}/codes/{line.json()['id']}",
-        json={"code": "99213", "reason": "MDM supports level 3"},
-        headers={**hc, "If-Match": '"1"'},
-    )
-    assert changed.status_code == 200, changed.text
-    second = client.post(f"{API}/encounters/{eid}/attestations", json={"password": PASSWORD}, headers=hp)
-    assert second.status_code == 201, second.text
-    # A failed sign-in (auth failure) outside any encounter.
-    bad = client.post("/api/v1/auth/token", data={"username": coder.username, "password": "wrong"})
-    assert bad.status_code == 401
-    compliance = people.make("compliance", name="Carla Compliance")
-    return {
-        "provider": provider,
-        "coder": coder,
-        "compliance": compliance,
-        "hcomp": people.headers(compliance),
-        "hc": hc,
-        "eid": eid,
-        "delegation_id": delegation_id,
-        "line_id": line.json()["id"],
-        "first": first.json(),
-        "second": second.json(),
-        "dos": dos,
-    }
-
-
-def _bundle(response: Any) -> dict[str, Any]:
+def _ok(response: Any, check: FhirCheck, resource_type: str = "Bundle") -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
-    data: dict[str, Any] = response.json()
-    Bundle.model_validate(data)
-    assert data["type"] == "searchset"
+    data: dict[str, Any] = check(response.json())
+    assert data["resourceType"] == resource_type
     return data
 
 
-def _resources(bundle: dict[str, Any], model: Any) -> list[dict[str, Any]]:
+def _resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    assert bundle["type"] == "searchset"
     resources = []
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
-        model.model_validate(resource)
-        assert entry["fullUrl"].endswith(f"/{resource['resourceType']}/{resource['id']}")
         assert entry["fullUrl"].startswith("http")
+        assert entry["fullUrl"].endswith(f"/fhir/{resource['resourceType']}/{resource['id']}")
         resources.append(resource)
     return resources
 
 
-def _subtype(event: dict[str, Any]) -> str:
-    return str(event["subtype"][0]["code"])
+def _outcome(response: Any, check: FhirCheck, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    data: dict[str, Any] = check(response.json())
+    assert data["resourceType"] == "OperationOutcome"
+    issue: dict[str, Any] = data["issue"][0]
+    assert issue["severity"] == "error" and issue["diagnostics"]
+    return issue
+
+
+def _ours(event: dict[str, Any]) -> str:
+    return next(str(c["code"]) for c in event["subtype"] if c["system"] == mapping.EVENT_TYPE_SYSTEM)
+
+
+def _interaction(event: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in event["subtype"] if c["system"] == INTERACTION]
+
+
+def _agents(event: dict[str, Any], system: str, code: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in event["agent"]
+        if any(c["system"] == system and c["code"] == code for c in a["type"]["coding"])
+    ]
+
+
+def _user(event: dict[str, Any]) -> dict[str, Any]:
+    (user,) = [a for a in event["agent"] if a["requestor"]]
+    return user
+
+
+def _entities(event: dict[str, Any], system: str, code: str) -> list[dict[str, Any]]:
+    return [e for e in event["entity"] if e["type"]["system"] == system and e["type"]["code"] == code]
 
 
 def _detail(entity: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(d for d in entity.get("detail", []) if d["type"] == kind)
 
 
-def _ledger_search_events(client: TestClient, headers: dict[str, str]) -> list[dict[str, Any]]:
-    data = _bundle(
-        client.get("/fhir/AuditEvent", params={"subtype": "fhir.search", "_count": 500}, headers=headers)
+def _chain(event: dict[str, Any]) -> dict[str, Any]:
+    return next(e for e in event["entity"] if e.get("name") == "ledger-event")
+
+
+def _search(
+    client: TestClient, check: FhirCheck, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    return _resources(_ok(client.get("/fhir/AuditEvent", params=params, headers=headers), check))
+
+
+def assert_balp(event: dict[str, Any], *, eid: str | None = None) -> None:
+    """The elements every BALP pattern asks for, on any of our AuditEvents."""
+    assert event["recorded"].endswith("Z")
+    assert sum(1 for c in event["subtype"] if c["system"] == mapping.EVENT_TYPE_SYSTEM) == 1
+    interaction = _interaction(event)
+    read = interaction == ["read"]
+    client, server = (
+        _agents(event, DCM, "110152" if read else "110153"),
+        _agents(event, DCM, "110153" if read else "110152"),
     )
-    return _resources(data, AuditEvent)
+    assert len(client) == len(server) == 1 and client != server
+    assert client[0]["requestor"] is False and server[0]["requestor"] is False
+    assert server[0]["who"]["identifier"]["value"] == event["source"]["site"]
+    assert server[0]["network"]["type"] == "5" and server[0]["network"]["address"].endswith("/fhir")
+    users = [a for a in event["agent"] if a["requestor"]]
+    assert len(users) == 1
+    expected_user = "IRCP" if interaction in (["read"], ["search"]) else "AUT"
+    assert users[0]["type"]["coding"][0] == {
+        "system": V3_PARTICIPATION,
+        "code": expected_user,
+        "display": "information recipient" if expected_user == "IRCP" else "author (originator)",
+    }
+    # Exactly one System Object: the one BALP's data (or query) slice matches.
+    system_objects = _entities(event, ENTITY_TYPE, "2")
+    assert len(system_objects) == 1
+    if interaction == ["search"] and system_objects[0]["role"]["code"] == "24":
+        assert "what" not in system_objects[0] and "detail" not in system_objects[0]
+        assert system_objects[0]["query"]
+    elif interaction:
+        assert system_objects[0]["role"] == {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
+        assert system_objects[0]["what"]
+    if eid is not None:
+        what = system_objects[0]["what"]["reference"]
+        assert what == f"Encounter/{eid}" or what.startswith(f"Encounter/{eid}/_history/")
+        (patient,) = _entities(event, ENTITY_TYPE, "1")
+        assert patient["role"] == {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}
+        assert patient["what"] == {
+            "type": "Patient",
+            "identifier": {"system": mapping.PATIENT_REF_SYSTEM, "value": "MRN-000123"},
+        }
+    # Every event ties back to the chain: leaf hash = SHA-256(0x00 || payload), id = seq.
+    chain = _chain(event)
+    payload = base64.b64decode(_detail(chain, "payload")["valueBase64Binary"])
+    assert hashlib.sha256(b"\x00" + payload).hexdigest() == _detail(chain, "leaf_hash")["valueString"]
+    stored = json.loads(payload)
+    assert str(stored["seq"]) == event["id"] == _detail(chain, "seq")["valueString"]
+    assert stored["event_id"] == _detail(chain, "event_id")["valueString"]
+    assert stored["type"] == _ours(event)
+    if stored["outcome"] == "allowed":
+        assert event["outcome"] == "0" and "outcomeDesc" not in event
+    else:
+        assert event["outcome"] == "4" and event["outcomeDesc"] == stored["reason"]
 
 
-def test_audit_events_for_an_encounter(client: TestClient, story: dict[str, Any]) -> None:
+def test_audit_events_for_an_encounter_follow_balp(
+    client: TestClient, check: FhirCheck, story: dict[str, Any]
+) -> None:
     eid, hcomp = story["eid"], story["hcomp"]
     year = date.today().year
-    params = {"entity": f"Encounter/{eid}", "date": [f"ge{year - 1}-01-01", f"le{year + 1}-12-31"]}
-    data = _bundle(client.get("/fhir/AuditEvent", params=params, headers=hcomp))
-    events = _resources(data, AuditEvent)
-    assert data["total"] == len(events)
-    kinds = [_subtype(e) for e in events]
-    assert kinds == [
+    dates = [f"ge{year - 1}-01-01", f"le{year + 1}-12-31"]
+    events = _search(client, check, hcomp, entity=f"Encounter/{eid}", date=dates)
+    assert [_ours(e) for e in events] == [
         "encounter.create",
         "code.add",
         "code.add",
@@ -147,75 +167,74 @@ def test_audit_events_for_an_encounter(client: TestClient, story: dict[str, Any]
         "attestation.supersede",
         "encounter.attest",
     ]
+    assert [_interaction(e) for e in events] == [["create"]] * 5 + [["update"]] * 2 + [["create"]]
+    assert [e["subtype"][0]["display"] for e in events] == [_interaction(e)[0] for e in events]
     for event in events:
-        assert event["subtype"][0]["system"] == mapping.EVENT_TYPE_SYSTEM
-        assert event["type"]["code"] == "rest"
-        assert event["recorded"].endswith("Z")
-        assert event["source"]["observer"]["display"]
-        assert event["entity"][0]["what"]["reference"] == f"Encounter/{eid}"
-        requestor = event["agent"][0]
-        assert requestor["requestor"] is True
-        # Every event ties back to the chain: leaf hash = SHA-256(0x00 || payload).
-        chain = next(e for e in event["entity"] if e.get("name") == "ledger-event")
-        payload = base64.b64decode(_detail(chain, "payload")["valueBase64Binary"])
-        assert hashlib.sha256(b"\x00" + payload).hexdigest() == _detail(chain, "leaf_hash")["valueString"]
-        assert json.loads(payload)["seq"] == int(_detail(chain, "seq")["valueString"])
-        assert json.loads(payload)["event_id"] == event["id"]
+        assert_balp(event, eid=eid)
+        assert event["type"] == {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        }
+        assert event["action"] == {"create": "C", "update": "U"}[_interaction(event)[0]]
 
     add = events[1]
-    assert add["action"] == "C" and add["outcome"] == "0"
-    actor, on_behalf = add["agent"]
-    assert actor["who"]["identifier"]["value"] == story["coder"].id
-    assert actor["who"]["display"] == story["coder"].username
-    assert actor["role"][0]["coding"][0] == {"system": mapping.ROLE_SYSTEM, "code": "coder"}
-    assert actor["name"] == "Wei Chen"
-    assert on_behalf["requestor"] is False
-    assert on_behalf["type"]["coding"][0]["code"] == "RESP"
-    assert on_behalf["type"]["coding"][0]["system"] == mapping.PARTICIPATION_TYPE
+    (user,) = _agents(add, V3_PARTICIPATION, "AUT")
+    assert user["who"]["identifier"] == {"system": mapping.USER_ID_SYSTEM, "value": story["coder"].id}
+    assert user["who"]["display"] == story["coder"].username and user["name"] == "Wei Chen"
+    assert user["role"][0]["coding"][0] == {"system": mapping.ROLE_SYSTEM, "code": "coder"}
+    (on_behalf,) = _agents(add, V3_PARTICIPATION, "RESP")
+    assert on_behalf["requestor"] is False and on_behalf["name"] == "Dr Ada Okafor"
     assert on_behalf["who"]["identifier"]["value"] == story["provider"].id
-    assert on_behalf["name"] == "Dr Ada Okafor"
     assert on_behalf["policy"] == [f"urn:uuid:{story['delegation_id']}"]
-    line_entity = add["entity"][1]
-    assert line_entity["what"]["identifier"]["value"] == story["line_id"]
-    assert json.loads(_detail(line_entity, "after")["valueString"])["code"] == "99214"
+    (data,) = _entities(add, ENTITY_TYPE, "2")
+    assert data["what"]["reference"] == f"Encounter/{eid}/_history/{add['id']}"  # the state it made
+    (line,) = _entities(add, mapping.ENTITY_TYPE_SYSTEM, "code_line")
+    assert line["what"]["identifier"]["value"] == story["line_id"]
+    assert json.loads(_detail(line, "after")["valueString"])["code"] == "99214"
 
     change = events[5]
-    assert change["action"] == "U" and change["outcomeDesc"] == "MDM supports level 3"
-    change_entity = change["entity"][1]
-    assert json.loads(_detail(change_entity, "before")["valueString"])["code"] == "99214"
-    assert json.loads(_detail(change_entity, "after")["valueString"])["code"] == "99213"
+    assert change["action"] == "U" and "outcomeDesc" not in change
+    (line,) = _entities(change, mapping.ENTITY_TYPE_SYSTEM, "code_line")
+    assert _detail(line, "reason")["valueString"] == "MDM supports level 3"  # the why, not the outcome
+    assert json.loads(_detail(line, "before")["valueString"])["code"] == "99214"
+    assert json.loads(_detail(line, "after")["valueString"])["code"] == "99213"
 
     denied = events[4]
     assert denied["outcome"] == "4" and denied["outcomeDesc"] == "denied by policy"
-    assert denied["agent"][0]["who"]["identifier"]["value"] == story["coder"].id
-    assert len(denied["agent"]) == 1
+    assert _agents(denied, V3_PARTICIPATION, "AUT")[0]["who"]["identifier"]["value"] == story["coder"].id
+    assert not _agents(denied, V3_PARTICIPATION, "RESP")
+    (data,) = _entities(denied, ENTITY_TYPE, "2")
+    assert data["what"]["reference"] == f"Encounter/{eid}"  # no new state
 
     attest = events[3]
-    assert attest["agent"][0]["who"]["identifier"]["value"] == story["provider"].id
-    assert attest["entity"][1]["what"]["identifier"]["value"] == story["first"]["id"]
+    assert _agents(attest, V3_PARTICIPATION, "AUT")[0]["who"]["identifier"]["value"] == story["provider"].id
+    (signed,) = _entities(attest, mapping.ENTITY_TYPE_SYSTEM, "attestation")
+    assert signed["what"]["identifier"]["value"] == story["first"]["id"]
 
 
 def test_auth_failures_and_delegations_appear_in_a_date_search(
-    client: TestClient, story: dict[str, Any]
+    client: TestClient, check: FhirCheck, story: dict[str, Any]
 ) -> None:
-    today = date.today().isoformat()
-    data = _bundle(
-        client.get("/fhir/AuditEvent", params={"date": today, "_count": 500}, headers=story["hcomp"])
-    )
-    events = _resources(data, AuditEvent)
-    failed = [e for e in events if _subtype(e) == "auth.signin" and e["outcome"] == "4"]
-    assert failed and failed[-1]["type"]["code"] == "110114"
-    assert failed[-1]["outcomeDesc"]
-    grants = [e for e in events if _subtype(e) == "delegation.grant"]
-    assert grants and grants[-1]["type"]["code"] == "110137"
+    events = _search(client, check, story["hcomp"], date=date.today().isoformat(), _count=500)
+    failed = [e for e in events if _ours(e) == "auth.signin" and e["outcome"] == "4"]
+    assert failed and failed[-1]["type"]["code"] == "110114" and failed[-1]["outcomeDesc"]
+    grants = [e for e in events if _ours(e) == "delegation.grant"]
+    assert grants and grants[-1]["type"]["code"] == "110137" and _interaction(grants[-1]) == ["create"]
+    for event in grants:
+        assert_balp(event)
+        (data,) = _entities(event, ENTITY_TYPE, "2")  # no encounter: the delegation is the data
+        assert data["what"]["identifier"]["value"] == story["delegation_id"]
     # A date range that excludes today finds nothing from this story.
-    empty = _bundle(client.get("/fhir/AuditEvent", params={"date": "lt2000-01-01"}, headers=story["hcomp"]))
+    empty = _ok(
+        client.get("/fhir/AuditEvent", params={"date": "lt2000-01-01"}, headers=story["hcomp"]), check
+    )
     assert empty["total"] == 0 and "entry" not in empty
 
 
-def test_paging_links(client: TestClient, story: dict[str, Any]) -> None:
+def test_paging_follows_next_links(client: TestClient, check: FhirCheck, story: dict[str, Any]) -> None:
     params = {"entity": f"Encounter/{story['eid']}", "_count": 3}
-    first = _bundle(client.get("/fhir/AuditEvent", params=params, headers=story["hcomp"]))
+    first = _ok(client.get("/fhir/AuditEvent", params=params, headers=story["hcomp"]), check)
     assert first["total"] == 8 and len(first["entry"]) == 3
     links = {link["relation"]: link["url"] for link in first["link"]}
     assert "previous" not in links
@@ -223,66 +242,68 @@ def test_paging_links(client: TestClient, story: dict[str, Any]) -> None:
     seen = [e["resource"]["id"] for e in first["entry"]]
     url: str | None = links["next"]
     while url:
-        page = _bundle(client.get(url, headers=story["hcomp"]))
-        _resources(page, AuditEvent)
-        seen += [e["resource"]["id"] for e in page["entry"]]
+        page = _ok(client.get(url, headers=story["hcomp"]), check)
+        seen += [r["id"] for r in _resources(page)]
         rels = {link["relation"]: link["url"] for link in page["link"]}
         assert "previous" in rels
         url = rels.get("next")
     assert len(seen) == len(set(seen)) == 8
 
-    big = _bundle(client.get("/fhir/AuditEvent", params={"_count": 100000}, headers=story["hcomp"]))
+    big = _ok(client.get("/fhir/AuditEvent", params={"_count": 100000}, headers=story["hcomp"]), check)
     assert len(big["entry"]) <= 500
     assert parse_qs(urlsplit(big["link"][0]["url"]).query)["_count"] == ["500"]
 
 
-def test_provenance_per_attestation(client: TestClient, story: dict[str, Any]) -> None:
-    eid = story["eid"]
-    data = _bundle(
-        client.get("/fhir/Provenance", params={"target": f"Encounter/{eid}"}, headers=story["hcomp"])
-    )
-    provenances = _resources(data, Provenance)
-    assert data["total"] == 2 and [p["id"] for p in provenances] == [
-        story["first"]["id"],
-        story["second"]["id"],
-    ]
-
-    events = _resources(
-        _bundle(
-            client.get(
-                "/fhir/AuditEvent",
-                params={"entity": f"Encounter/{eid}", "subtype": "encounter.attest"},
-                headers=story["hcomp"],
-            )
-        ),
-        AuditEvent,
-    )
-    attest_seqs = []
-    for event in events:
-        if event["outcome"] == "0":
-            chain = next(e for e in event["entity"] if e.get("name") == "ledger-event")
-            attest_seqs.append(int(_detail(chain, "seq")["valueString"]))
+def test_provenance_per_attestation_on_us_core_pattern(
+    client: TestClient, check: FhirCheck, story: dict[str, Any]
+) -> None:
+    eid, hcomp = story["eid"], story["hcomp"]
+    data = _ok(client.get("/fhir/Provenance", params={"target": f"Encounter/{eid}"}, headers=hcomp), check)
+    provenances = _resources(data)
+    assert data["total"] == 2
+    assert [p["id"] for p in provenances] == [story["first"]["id"], story["second"]["id"]]
+    attests = _search(client, check, hcomp, entity=f"Encounter/{eid}", subtype="encounter.attest")
+    attest_seqs = [int(e["id"]) for e in attests if e["outcome"] == "0"]
     assert len(attest_seqs) == 2
 
+    signer = {
+        "display": "Dr Ada Okafor",
+        "identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"},
+    }
     statuses = []
     for prov, seq in zip(provenances, attest_seqs, strict=True):
-        assert prov["target"][0]["reference"] == f"Encounter/{eid}/_history/{seq}"
-        assert prov["recorded"] == prov["signature"][0]["when"]
-        agent = prov["agent"][0]
-        assert agent["type"]["coding"][0]["code"] == "legal"
-        assert agent["who"]["display"] == "Dr Ada Okafor"
-        assert agent["who"]["identifier"] == {
-            "system": "http://hl7.org/fhir/sid/us-npi",
-            "value": "1234567893",
+        assert prov["target"] == [
+            {
+                "reference": f"Encounter/{eid}/_history/{seq}",
+                "display": f"encounter as attested (ledger seq {seq})",
+            }
+        ]
+        assert prov["recorded"] == prov["occurredDateTime"] == prov["signature"][0]["when"]
+        assert prov["activity"]["coding"][0] == {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DocumentCompletion",
+            "code": "LA",
+            "display": "legally authenticated",
         }
+        (author,) = _agents(prov, PARTICIPANT, "author")
+        (legal,) = _agents(prov, PARTICIPANT, "legal")
+        assert author["who"] == legal["who"] == signer
+        # The coder entered (and changed) the codes, on behalf of the provider who signed.
+        (enterer,) = _agents(prov, PARTICIPANT, "enterer")
+        assert enterer["who"]["identifier"] == {"system": mapping.USER_ID_SYSTEM, "value": story["coder"].id}
+        assert enterer["who"]["display"] == "Wei Chen"
+        assert enterer["role"][0]["coding"][0]["code"] == "coder"
+        assert enterer["onBehalfOf"] == signer
+        assert len(prov["agent"]) == 3
         signature = prov["signature"][0]
-        assert signature["type"][0] == {
-            "system": "urn:iso-astm:E1762-95:2013",
-            "code": "1.2.840.10065.1.12.1.1",
-            "display": "Author's Signature",
-        }
+        assert signature["type"] == [
+            {
+                "system": "urn:iso-astm:E1762-95:2013",
+                "code": "1.2.840.10065.1.12.1.1",
+                "display": "Author's Signature",
+            }
+        ]
+        assert signature["who"] == author["who"]  # the signature type matches the author agent
         assert signature["sigFormat"] == "application/json"
-        assert signature["who"]["identifier"]["value"] == "1234567893"
         signed = json.loads(base64.b64decode(signature["data"]))
         assert signed["printed_name"] == "Dr Ada Okafor" and signed["npi"] == "1234567893"
         assert signed["credential"] == "MD" and signed["meaning"] and signed["policy_version"]
@@ -297,32 +318,136 @@ def test_provenance_per_attestation(client: TestClient, story: dict[str, Any]) -
     assert len(digests) == 2  # the second signature covers a different code set
 
 
-def test_each_search_leaves_a_fhir_search_event(client: TestClient, story: dict[str, Any]) -> None:
+def test_a_provider_who_codes_alone_has_no_enterer(
+    client: TestClient, check: FhirCheck, people: People
+) -> None:
+    from tests.support import PASSWORD
+
+    provider = people.make("provider", name="Dr Solo", npi="1245319599")
+    hp = people.headers(provider)
+    dos = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    body = {
+        "external_id": "E-SOLO",
+        "patient_ref": "MRN-9",
+        "date_of_service": dos,
+        "rendering_provider_id": provider.id,
+    }
+    eid = client.post("/api/v1/encounters", json=body, headers=hp).json()["id"]
+    assert (
+        client.post(
+            f"/api/v1/encounters/{eid}/codes", json={"system": "CPT", "code": "99213"}, headers=hp
+        ).status_code
+        == 201
+    )
+    signed = client.post(f"/api/v1/encounters/{eid}/attestations", json={"password": PASSWORD}, headers=hp)
+    assert signed.status_code == 201, signed.text
+    officer = people.headers(people.make("compliance"))
+    prov = _ok(client.get(f"/fhir/Provenance/{signed.json()['id']}", headers=officer), check, "Provenance")
+    assert [a["type"]["coding"][0]["code"] for a in prov["agent"]] == ["author", "legal"]
+
+
+def test_each_search_and_read_leaves_an_event(
+    client: TestClient, check: FhirCheck, story: dict[str, Any]
+) -> None:
     hcomp, eid = story["hcomp"], story["eid"]
-    before = len(_ledger_search_events(client, hcomp))
+    before = len(_search(client, check, hcomp, subtype="fhir.search,fhir.read", _count=500))
     client.get(
         "/fhir/AuditEvent", params={"entity": f"Encounter/{eid}", "date": "ge2020-01-01"}, headers=hcomp
     )
     client.get("/fhir/Provenance", params={"target": f"Encounter/{eid}"}, headers=hcomp)
-    events = _ledger_search_events(client, hcomp)
-    # the earlier listing itself is one more search, then the two above
-    assert len(events) == before + 3
-    audit_search, provenance_search = events[-2], events[-1]
+    client.get(f"/fhir/Provenance/{story['first']['id']}", headers=hcomp)
+    client.get("/fhir/AuditEvent/999999999", headers=hcomp)  # not found: a failed read
+    events = _search(client, check, hcomp, subtype="fhir.search,fhir.read", _count=500)
+    # the earlier listing itself is one more search, then the four above
+    assert len(events) == before + 5
+    audit_search, provenance_search, read, missing = events[-4:]
     for event in (audit_search, provenance_search):
-        assert event["agent"][0]["who"]["identifier"]["value"] == story["compliance"].id
-        assert event["agent"][0]["role"][0]["coding"][0]["code"] == "compliance"
-        assert event["type"]["code"] == "110112" and event["action"] == "E" and event["outcome"] == "0"
-    query_entity = audit_search["entity"][0]
-    query = json.loads(base64.b64decode(query_entity["query"]))
-    assert query["entity"] == [f"Encounter/{eid}"] and query["date"] == ["ge2020-01-01"]
-    detail = json.loads(_detail(query_entity, "detail")["valueString"])
+        assert_balp(event)
+        assert _ours(event) == "fhir.search" and _interaction(event) == ["search"]
+        (user,) = _agents(event, V3_PARTICIPATION, "IRCP")
+        assert user["who"]["identifier"]["value"] == story["compliance"].id
+        assert user["role"][0]["coding"][0]["code"] == "compliance"
+        assert event["type"]["code"] == "rest" and event["action"] == "E" and event["outcome"] == "0"
+    (query,) = _entities(audit_search, ENTITY_TYPE, "2")
+    assert query["role"] == {"system": OBJECT_ROLE, "code": "24", "display": "Query"}
+    asked = json.loads(base64.b64decode(query["query"]))
+    assert asked["entity"] == [f"Encounter/{eid}"] and asked["date"] == ["ge2020-01-01"]
+    assert parse_qs(query["description"])["entity"] == [f"Encounter/{eid}"]
+    (results,) = _entities(audit_search, mapping.ENTITY_TYPE_SYSTEM, "fhir")
+    detail = json.loads(_detail(results, "detail")["valueString"])
     assert detail["resource"] == "AuditEvent" and detail["total"] == 8 and detail["returned"] == 8
-    prov_detail = json.loads(_detail(provenance_search["entity"][0], "detail")["valueString"])
-    assert prov_detail["resource"] == "Provenance" and prov_detail["total"] == 2
+    (results,) = _entities(provenance_search, mapping.ENTITY_TYPE_SYSTEM, "fhir")
+    assert json.loads(_detail(results, "detail")["valueString"])["total"] == 2
+    for event, outcome in ((read, "0"), (missing, "4")):
+        assert_balp(event)
+        assert _ours(event) == "fhir.read" and _interaction(event) == ["read"] and event["action"] == "R"
+        assert event["outcome"] == outcome
+    assert (
+        json.loads(_detail(_entities(read, ENTITY_TYPE, "2")[0], "detail")["valueString"])["id"]
+        == story["first"]["id"]
+    )
+    assert missing["outcomeDesc"] == "no such resource in the reader's scope"
+
+
+def test_read_by_id(client: TestClient, check: FhirCheck, story: dict[str, Any]) -> None:
+    hcomp, eid = story["hcomp"], story["eid"]
+    listed = _search(client, check, hcomp, entity=f"Encounter/{eid}")
+    for event in (listed[0], listed[-1]):
+        one = _ok(client.get(f"/fhir/AuditEvent/{event['id']}", headers=hcomp), check, "AuditEvent")
+        assert one == event
+    prov = _ok(client.get(f"/fhir/Provenance/{story['second']['id']}", headers=hcomp), check, "Provenance")
+    assert prov["meta"]["tag"][0]["code"] == "valid"
+    for path in ("/fhir/AuditEvent/999999999", "/fhir/AuditEvent/abc", "/fhir/AuditEvent/" + "9" * 30,
+                 "/fhir/Provenance/no-such-id", "/fhir/Provenance/" + "x" * 100):  # fmt: skip
+        issue = _outcome(client.get(path, headers=hcomp), check, 404)
+        assert issue["code"] == "not-found"
+    for path in ("/fhir/AuditEvent/1", f"/fhir/Provenance/{story['first']['id']}"):
+        issue = _outcome(client.get(path), check, 401)
+        assert issue["code"] == "login"
+        issue = _outcome(client.get(path, headers=story["hc"]), check, 403)
+        assert issue["code"] == "forbidden" and issue["details"]["coding"]
+
+
+def test_reads_outside_an_auditors_engagement_are_404(
+    client: TestClient, check: FhirCheck, people: People, story: dict[str, Any]
+) -> None:
+    """The read's SQL is filtered by the same scope as the search: outside it is 'not found'."""
+    auditor, officer = people.make("auditor"), people.make("compliance")
+    dos = date.fromisoformat(story["dos"])
+    inside = {
+        "date_from": (dos - timedelta(days=10)).isoformat(),
+        "date_to": (dos + timedelta(days=10)).isoformat(),
+    }
+    outside = {"date_from": "2001-01-01", "date_to": "2001-12-31"}
+    stranger = people.make("auditor")
+    for who, window in ((auditor, inside), (stranger, outside)):
+        opened = client.post(
+            "/api/v1/engagements",
+            headers=people.headers(officer),
+            json={**window, "auditor_id": who.id, "provider_ids": [story["provider"].id],
+                  "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        )  # fmt: skip
+        assert opened.status_code == 201, opened.text
+    hcomp = story["hcomp"]
+    code_add = _search(client, check, hcomp, entity=f"Encounter/{story['eid']}", subtype="code.add")[0]
+    coder_signin = [e for e in _search(client, check, hcomp, subtype="auth.signin", _count=500)][-1]
+    ha, hs = people.headers(auditor), people.headers(stranger)
+    assert (
+        _ok(client.get(f"/fhir/AuditEvent/{code_add['id']}", headers=ha), check, "AuditEvent")["id"]
+        == code_add["id"]
+    )
+    prov = f"/fhir/Provenance/{story['first']['id']}"
+    assert _ok(client.get(prov, headers=ha), check, "Provenance")["id"] == story["first"]["id"]
+    # A sign-in is no encounter's: outside every engagement, as the search agrees.
+    _outcome(client.get(f"/fhir/AuditEvent/{coder_signin['id']}", headers=ha), check, 404)
+    searched = _search(client, check, ha, subtype="auth.signin", _count=500)
+    assert coder_signin["id"] not in {e["id"] for e in searched}
+    for path in (f"/fhir/AuditEvent/{code_add['id']}", prov):
+        _outcome(client.get(path, headers=hs), check, 404)
 
 
 def test_coder_and_auditor_without_engagement_get_403_and_it_is_recorded(
-    client: TestClient, people: People, story: dict[str, Any]
+    client: TestClient, check: FhirCheck, people: People, story: dict[str, Any]
 ) -> None:
     auditor = people.make("auditor")
     for user, headers in ((story["coder"], story["hc"]), (auditor, people.headers(auditor))):
@@ -330,22 +455,21 @@ def test_coder_and_auditor_without_engagement_get_403_and_it_is_recorded(
             ("/fhir/AuditEvent", {"date": ["ge2026-01-01", "le2026-12-31"]}),
             ("/fhir/Provenance", {"target": f"Encounter/{story['eid']}"}),
         ):
-            response = client.get(path, params=params, headers=headers)
-            assert response.status_code == 403, response.text
-            assert response.json()["error"] == "Forbidden"
-        data = _bundle(
-            client.get("/fhir/AuditEvent", params={"subtype": "audit.read_events"}, headers=story["hcomp"])
-        )
+            issue = _outcome(client.get(path, params=params, headers=headers), check, 403)
+            assert issue["code"] == "forbidden" and issue["details"]["text"] == "Forbidden"
+            assert all(c["system"] == mapping.RULE_SYSTEM for c in issue["details"]["coding"])
+        events = _search(client, check, story["hcomp"], subtype="audit.read_events")
         denied = [
-            e
-            for e in _resources(data, AuditEvent)
-            if e["agent"][0]["who"]["identifier"]["value"] == user.id and e["outcome"] == "4"
+            e for e in events if _user(e)["who"]["identifier"]["value"] == user.id and e["outcome"] == "4"
         ]
         assert len(denied) == 2
-    assert client.get("/fhir/AuditEvent").status_code == 401
+    issue = _outcome(client.get("/fhir/AuditEvent"), check, 401)
+    assert issue["code"] == "login"
 
 
-def test_auditor_inside_an_engagement(client: TestClient, people: People, story: dict[str, Any]) -> None:
+def test_auditor_inside_an_engagement(
+    client: TestClient, check: FhirCheck, people: People, story: dict[str, Any]
+) -> None:
     """A real engagement opened by compliance decides what the auditor may search."""
     auditor, officer = people.make("auditor"), people.make("compliance")
     dos = date.fromisoformat(story["dos"])
@@ -364,17 +488,16 @@ def test_auditor_inside_an_engagement(client: TestClient, people: People, story:
     headers = people.headers(auditor)
     lo, hi = (dos - timedelta(days=1)).isoformat(), (dos + timedelta(days=5)).isoformat()
     inside = {"entity": f"Encounter/{story['eid']}", "date": [f"ge{lo}", f"le{hi}"]}
-    ok = client.get("/fhir/AuditEvent", params=inside, headers=headers)
-    assert ok.status_code == 200, ok.text
-    _resources(_bundle(ok), AuditEvent)
+    assert _resources(_ok(client.get("/fhir/AuditEvent", params=inside, headers=headers), check))
     prov = client.get("/fhir/Provenance", params={"target": f"Encounter/{story['eid']}"}, headers=headers)
-    assert _bundle(prov)["total"] == 2
-    outside = {"entity": f"Encounter/{story['eid']}", "date": ["ge2000-01-01", f"le{hi}"]}
-    assert client.get("/fhir/AuditEvent", params=outside, headers=headers).status_code == 403
+    assert _ok(prov, check)["total"] == 2
+    # `date` is when events were recorded, not a date of service: it narrows inside the engagement
+    recorded = {"entity": f"Encounter/{story['eid']}", "date": ["ge2000-01-01", f"le{hi}"]}
+    _ok(client.get("/fhir/AuditEvent", params=recorded, headers=headers), check)
     unscoped = {"entity": f"Encounter/{story['eid']}"}  # the engagement's own range applies
-    assert client.get("/fhir/AuditEvent", params=unscoped, headers=headers).status_code == 200
+    _ok(client.get("/fhir/AuditEvent", params=unscoped, headers=headers), check)
     stranger = people.headers(people.make("auditor"))
-    assert client.get("/fhir/AuditEvent", params=inside, headers=stranger).status_code == 403
+    _outcome(client.get("/fhir/AuditEvent", params=inside, headers=stranger), check, 403)
 
 
 @pytest.mark.parametrize(
@@ -384,7 +507,13 @@ def test_auditor_inside_an_engagement(client: TestClient, people: People, story:
         ("/fhir/AuditEvent", {"date": "xx2026-01-01"}, "date"),
         ("/fhir/AuditEvent", {"date": "ne2026-01-01"}, "date"),
         ("/fhir/AuditEvent", {"date": "ge2026-13-01"}, "date"),
-        ("/fhir/AuditEvent", {"date": "ge2026-01-01T10:00:00"}, "date"),
+        ("/fhir/AuditEvent", {"date": "2026-02-30"}, "date"),
+        ("/fhir/AuditEvent", {"date": "ge2026-01-01T10:00:00"}, "date"),  # a time needs a zone
+        ("/fhir/AuditEvent", {"date": "2026-01-01T24:00:00Z"}, "date"),
+        ("/fhir/AuditEvent", {"date": "2026-01-01T10:00:00+15:00"}, "date"),
+        ("/fhir/AuditEvent", {"date": "2026-01-01T10:00:00.1234567890Z"}, "date"),
+        ("/fhir/AuditEvent", {"date": "0000"}, "date"),
+        ("/fhir/AuditEvent", {"date": "2026-1-01"}, "date"),
         ("/fhir/AuditEvent", {"entity": "Patient/1"}, "entity"),
         ("/fhir/AuditEvent", {"entity": ["Encounter/1", "Encounter/2"]}, "entity"),
         ("/fhir/AuditEvent", {"_count": "many"}, "_count"),
@@ -394,25 +523,100 @@ def test_auditor_inside_an_engagement(client: TestClient, people: People, story:
         ("/fhir/Provenance", {"target": "Patient/1"}, "target"),
     ],
 )
-def test_bad_parameters_are_422_naming_the_field(
-    client: TestClient, people: People, path: str, params: dict[str, Any], field: str
+def test_bad_parameters_are_400_operation_outcomes_naming_the_parameter(
+    client: TestClient, check: FhirCheck, people: People, path: str, params: dict[str, Any], field: str
 ) -> None:
     compliance = people.make("compliance")
-    response = client.get(path, params=params, headers=people.headers(compliance))
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["error"] == "InvalidInput" and body["field"] == field and body["detail"]
+    issue = _outcome(client.get(path, params=params, headers=people.headers(compliance)), check, 400)
+    assert issue["code"] == "invalid" and issue["expression"] == [field]
+    assert issue["details"]["text"] == "InvalidInput" and field in issue["diagnostics"]
 
 
-def test_date_parameters() -> None:
-    from audit.fhir.service import parse_dates
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026", "2026-03", "2026-03-02", "ge2026-03-02T10:00Z", "le2026-03-02T10:00:05+14:00",
+        "lt2026-03-02T10:00:05.123456789-05:30", "gt2016-12-31T23:59:60Z", "eq2026-02-28",
+        "ge0001", "le9999-12-31T23:59:59-14:00", "gt1899-12", "lt2101-01-01T00:00:00Z", "2024-02-29",
+    ],
+)  # fmt: skip
+def test_every_valid_fhir_date_is_accepted(
+    client: TestClient, check: FhirCheck, people: People, value: str
+) -> None:
+    headers = people.headers(people.make("compliance"))
+    bundle = _ok(client.get("/fhir/AuditEvent", params={"date": value}, headers=headers), check)
+    assert parse_qs(urlsplit(bundle["link"][0]["url"]).query)["date"] == [value]
 
+
+def test_date_parameters_cover_their_precision() -> None:
     window = parse_dates(["ge2026-01-01", "le2026-12-31"])
     assert window.scope_from == date(2026, 1, 1) and window.scope_to == date(2026, 12, 31)
     assert [op for op, _ in window.clauses] == [">=", "<"]
     month = parse_dates(["2026-02"])
     assert month.scope_from == date(2026, 2, 1) and month.scope_to == date(2026, 2, 28)
+    assert month.clauses == (
+        (">=", datetime(2026, 2, 1, tzinfo=UTC)),
+        ("<", datetime(2026, 3, 1, tzinfo=UTC)),
+    )
+    # A second is a period: after 10:00:00 starts at 10:00:01; a zone is converted to UTC.
     exact = parse_dates(["gt2026-03-01T10:00:00Z", "lt2026-04"])
-    assert exact.clauses[0] == (">", datetime(2026, 3, 1, 10, tzinfo=UTC))
+    assert exact.clauses[0] == (">=", datetime(2026, 3, 1, 10, 0, 1, tzinfo=UTC))
     assert exact.scope_to == date(2026, 3, 31)
+    minute = parse_dates(["2026-03-01T10:00+02:00"])
+    assert minute.clauses == (
+        (">=", datetime(2026, 3, 1, 8, tzinfo=UTC)),
+        ("<", datetime(2026, 3, 1, 8, 1, tzinfo=UTC)),
+    )
+    fraction = parse_dates(["le2026-03-01T10:00:00.5Z"])
+    assert fraction.clauses == (("<=", datetime(2026, 3, 1, 10, 0, 0, 500000, tzinfo=UTC)),)
+    assert parse_dates(["ge0001"]).clauses == ((">=", FLOOR),)
+    assert parse_dates(["le9999-12-31T23:59:59-14:00"]).clauses == (("<", CEILING),)
     assert parse_dates([]).scope_from is None
+
+
+def test_capability_statement(client: TestClient, check: FhirCheck) -> None:
+    statement = _ok(client.get("/fhir/metadata"), check, "CapabilityStatement")
+    assert statement["fhirVersion"] == "4.0.1" and statement["kind"] == "instance"
+    assert statement["format"] == ["application/fhir+json"]
+    assert statement["implementation"]["url"].endswith("/fhir")
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(resources) == {"AuditEvent", "Provenance"}
+    for resource in resources.values():
+        assert [i["code"] for i in resource["interaction"]] == ["read", "search-type"]
+    assert {p["name"] for p in resources["AuditEvent"]["searchParam"]} == {"date", "entity", "subtype"}
+    assert {p["name"]: p["type"] for p in resources["Provenance"]["searchParam"]} == {"target": "reference"}
+
+
+def test_unknown_fhir_paths_and_methods_are_operation_outcomes(client: TestClient, check: FhirCheck) -> None:
+    assert _outcome(client.get("/fhir/Patient/1"), check, 404)["code"] == "not-found"
+    assert _outcome(client.delete("/fhir/AuditEvent"), check, 405)["code"] == "not-supported"
+
+
+def test_npm_validator_is_installed() -> None:
+    """Reports, as a skip with the reason, when the npm validator cannot run (the other tests then
+    validate with the R4B models only)."""
+    reason = node_missing()
+    if reason is not None:
+        pytest.skip(f"npm fhir validator not run: {reason}")
+
+
+def test_both_validators_accept_ours_and_refuse_a_broken_copy(
+    client: TestClient, check: FhirCheck, story: dict[str, Any]
+) -> None:
+    """Neither validator passes everything: each refuses our own resources once they are broken."""
+    hcomp = story["hcomp"]
+    event = _search(client, check, hcomp, entity=f"Encounter/{story['eid']}")[1]
+    prov = _ok(client.get(f"/fhir/Provenance/{story['first']['id']}", headers=hcomp), check, "Provenance")
+    broken = [
+        {**event, "action": "Q"},  # not in the AuditEventAction value set
+        {**event, "outcomeDescription": "x"},  # no such element
+        {**prov, "agent": [{**prov["agent"][0], "who": "Dr Okafor"}]},  # a string for a Reference
+        {k: v for k, v in prov.items() if k != "target"},  # target is 1..*
+    ]
+    for resource in broken[1:]:
+        with pytest.raises(ValidationError):
+            python_validate(resource)
+    if node_missing() is not None:
+        pytest.skip(f"npm fhir validator not run: {node_missing()}")
+    verdicts = run_node([event, prov, *broken])
+    assert [v["valid"] for v in verdicts] == [True, True, False, False, False, False], verdicts

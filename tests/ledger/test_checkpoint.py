@@ -183,6 +183,6 @@ def test_key_file_with_another_key_type_is_refused(tmp_path: Path) -> None:
 
 def test_invalid_key_names() -> None:
     key = Ed25519PrivateKey.generate()
-    for bad in ["", "a b", "a+b"]:
+    for bad in ["", "a b", "a+b", "coding-audit\n"]:
         with pytest.raises(CheckpointError, match="invalid key name"):
             sign_note("x\n", bad, key)

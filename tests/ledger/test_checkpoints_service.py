@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from audit.config import get_settings
 from audit.db import make_engine
 from audit.ledger.checkpoint import parse_and_verify_note, parse_public_key_text
 from audit.ledger.merkle import merkle_root
@@ -27,7 +28,7 @@ def test_checkpoint_endpoint_signs_the_head_and_the_public_key_verifies_it(
     verified = client.get("/api/v1/audit/verify", headers=headers).json()
     assert verified["ok"] and verified["checkpoint"]["ok"]
     assert signed.tree_size <= verified["events_checked"]
-    assert note.text.splitlines()[0] == "coding-audit" and "\n\n\u2014 " in note.text
+    assert note.text.splitlines()[0] == get_settings().origin and "\n\n\u2014 coding-audit " in note.text
 
 
 def test_cli_checkpoint_catches_a_removed_tail_and_verifies_incrementally(
@@ -73,7 +74,6 @@ def test_cli_checkpoint_catches_a_removed_tail_and_verifies_incrementally(
 def test_the_checkpointer_signs_while_events_arrive(fresh_db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import time
 
-    from audit.config import get_settings
     from audit.ledger import checkpoints
     from audit.ledger import service as ledger
     from audit.ledger.events import Actor, EventDraft
@@ -88,7 +88,7 @@ def test_the_checkpointer_signs_while_events_arrive(fresh_db_url: str, monkeypat
         sizes = set()
         for n in range(3):
             with unit_of_work() as s:
-                ledger.append(s, [EventDraft(type="test.tick", actor=Actor("t", "coder"))] * (n + 1))
+                ledger.append(s, [EventDraft(type="test.tick", actor=Actor(None, "cli", "test"))] * (n + 1))
             deadline = time.monotonic() + 10  # wait for the timer to sign this head (slow CI included)
             while time.monotonic() < deadline:
                 with unit_of_work() as s:

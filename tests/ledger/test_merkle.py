@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from audit.ledger.merkle import (
     EMPTY_ROOT,
     MerkleBuilder,
+    consistency_from_stream,
     consistency_proof,
+    consistency_proofs,
     inclusion_proof,
     inclusion_proofs,
     merkle_root,
@@ -251,3 +253,20 @@ def test_every_consistency_proof_verifies_and_a_flipped_bit_fails(n: int, data: 
     if m > 0:
         assert not verify_consistency(m, n, proof, _flip([old], 0, noise % 256)[0], new)
         assert not verify_consistency(m, n, proof, old, _flip([new], 0, noise % 256)[0])
+
+
+@pytest.mark.parametrize("n", [*range(0, 70), 127, 128, 129, 1000])
+def test_streamed_and_level_wise_consistency_proofs_equal_the_recursive_ones(n: int) -> None:
+    """One pass over streamed leaves (the endpoint) and one level-wise tree for many sizes (bundles)
+    give the same proofs as the RFC's recursion, and the streamed pass both roots."""
+    leaves = (LEAVES_POOL * (n // len(LEAVES_POOL) + 1))[:n]
+    sizes = range(0, n + 1) if n < 130 else [0, 1, 2, 3, 500, 511, 512, 513, 999, 1000][: n + 1]
+    many = consistency_proofs(leaves, sizes)
+    for m in sizes:
+        expected = consistency_proof(leaves, m)
+        proof, old, new = consistency_from_stream(iter(leaves), m, n)
+        assert proof == expected and many[m] == expected, m
+        assert (old, new) == (merkle_root(leaves[:m]), merkle_root(leaves))
+    if n:  # a ledger with a gap: fewer leaves than the tree size
+        with pytest.raises(ValueError, match="leaves for a tree of size"):
+            consistency_from_stream(iter(leaves[:-1]), n // 2, n)

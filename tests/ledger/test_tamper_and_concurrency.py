@@ -44,7 +44,8 @@ def _append_in_process(url: str, n: int, tag: str = "w") -> subprocess.Popen[str
         "from audit.ledger.events import Actor, EventDraft\n"
         f"for i in range({n}):\n"
         "    with unit_of_work() as s:\n"
-        f"        draft = EventDraft(type='test.{tag}', actor=Actor('{tag}', 'coder'), reason=str(i))\n"
+        f"        draft = EventDraft(type='test.{tag}', actor=Actor(None, 'test', '{tag}'),"
+        f" subject_type='writer', subject_id='{tag}', reason=str(i))\n"
         "        ledger.append_one(s, draft)\n"
     )
     env = {**os.environ, "AUDIT_DATABASE_URL": url}
@@ -140,7 +141,7 @@ def test_two_processes_appending_concurrently_leave_one_gapless_chain(
     engine = make_engine(fresh_db_url)
     with engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(text("SELECT seq FROM ledger_event ORDER BY seq"))]
-        writers_seen = {r[0] for r in conn.execute(text("SELECT DISTINCT actor_id FROM ledger_event"))}
+        writers_seen = {r[0] for r in conn.execute(text("SELECT DISTINCT subject_id FROM ledger_event"))}
     engine.dispose()
     assert seqs == list(range(2 * per_writer))
     assert writers_seen == {"a", "b"}

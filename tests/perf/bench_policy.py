@@ -1,11 +1,15 @@
 """Benchmark PolicyEngine.decide() against a bare cedarpy call measured in the same run.
 
-Run: python tests/perf/bench_policy.py   (exits non-zero if decide() averages 1 ms or more)
+Run: python tests/perf/bench_policy.py   (exits non-zero if decide() takes 1 ms or more)
+
+Min and median per-call CPU time (this process: on a shared machine the wall clock mostly measures
+the neighbours) over several runs of n calls each; target (issue 3): under 1 ms per decision.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -17,18 +21,26 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from audit.policy.engine import DelegationRes, EncounterRes, PolicyEngine, Principal  # noqa: E402
+from tests.perf.table import report  # noqa: E402
+
+RUNS = 7
+CLOCK = time.process_time
 
 
-def mean_us(fn: Callable[[], object], n: int) -> float:
+def per_call_us(fn: Callable[[], object], n: int) -> tuple[float, float]:
+    """(min, median) microseconds per call over RUNS runs of n calls."""
     for _ in range(max(50, n // 20)):
         fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
+    times = []
+    for _ in range(RUNS):
+        t0 = CLOCK()
+        for _ in range(n):
+            fn()
+        times.append((CLOCK() - t0) / n * 1e6)
+    return min(times), statistics.median(times)
 
 
-def main(n: int = 5000) -> int:
+def main(n: int = 2000) -> int:
     engine = PolicyEngine.load(ROOT / "policies")
     now = dt.datetime(2025, 3, 2, 10, tzinfo=dt.UTC)
     coder = Principal("cod1", frozenset({"coder"}))
@@ -45,13 +57,16 @@ def main(n: int = 5000) -> int:
     bare_req = {"principal": 'User::"a"', "action": 'Action::"go"', "resource": 'Thing::"t"', "context": {}}
     assert cedarpy.is_authorized(bare_req, trivial, []).allowed
 
-    base = mean_us(lambda: cedarpy.is_authorized(bare_req, trivial, []), n)
-    ours = mean_us(lambda: engine.decide(coder, "code.add", enc, ctx, now=now), n)
-    print(f"baseline bare cedarpy.is_authorized (1 policy, no schema): {base:8.1f} us/call")
-    print(f"PolicyEngine.decide code.add under delegation ({n} calls):  {ours:8.1f} us/call")
-    print(f"ratio decide/baseline: {ours / base:.2f}x")
-    ok = ours < 1000
-    print("PASS: < 1 ms per decision" if ok else "FAIL: >= 1 ms per decision")
+    base = per_call_us(lambda: cedarpy.is_authorized(bare_req, trivial, []), n)
+    ours = per_call_us(lambda: engine.decide(coder, "code.add", enc, ctx, now=now), n)
+    print(f"baseline bare cedarpy.is_authorized (1 policy, no schema): min {base[0]:8.1f}, "
+          f"median {base[1]:8.1f} us/call")  # fmt: skip
+    print(f"PolicyEngine.decide code.add under delegation ({RUNS} x {n} calls): min {ours[0]:8.1f}, "
+          f"median {ours[1]:8.1f} us/call; decide/baseline {ours[1] / base[1]:.2f}x (median)")  # fmt: skip
+    ok = ours[1] < 1000
+    report("policy decide(), code.add under delegation", product=ours[1], unit="us/call",
+           baseline=base[1], ratio=base[1] / ours[1], target="< 1000 us/call (issue 3)", passed=ok,
+           engine="no DB")  # fmt: skip
     return 0 if ok else 1
 
 

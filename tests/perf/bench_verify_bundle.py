@@ -4,7 +4,10 @@
 
 Prints verify.py's events/s and its ratio to a baseline measured in the same run: reading the same
 events.jsonl out of the zip and SHA-256 hashing each line (the least any verifier must do).
-Target: >= 150,000 events/s.
+Target: >= 150,000 events/s (issue 5). Each figure is reported through tests/perf/table.py as the median
+of three runs, beside the baseline's median. Times are CPU seconds (this process and its reaped worker
+processes: on a shared machine the wall clock mostly measures the neighbours); wall-clock rates are
+printed beside them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +31,9 @@ from audit.export import bundle as bundle_mod
 from audit.ledger.chain import ZERO_HASH, canonical_json, chain_hash, leaf_hash
 from audit.ledger.checkpoint import format_checkpoint, public_key_text, sign_note
 from audit.ledger.merkle import MerkleBuilder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.perf.table import report
 
 LOG = "coding-audit"
 TARGET = 150_000
@@ -91,19 +98,26 @@ def build(path: Path, n: int) -> None:
         scope=None,
         full=True,
         tree_size=n,
+        sign_manifest=lambda body: sign_note(body, LOG, key),
         extra_files={},
     )
 
 
+def cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (verify.py's worker pool)."""
+    t = os.times()  # children's times; this process's from process_time, whose resolution is finer
+    return time.process_time() + t.children_user + t.children_system
+
+
 def baseline(path: Path) -> float:
-    start = time.perf_counter()
+    start = cpu()
     count = 0
     sha256 = hashlib.sha256
     with zipfile.ZipFile(path) as zf, zf.open("events.jsonl") as raw:
         for line in io.BufferedReader(raw, 1 << 20):  # type: ignore[arg-type]
             sha256(line).digest()
             count += 1
-    return count / (time.perf_counter() - start)
+    return count / (cpu() - start)
 
 
 def load_verify() -> object:
@@ -127,21 +141,27 @@ def main() -> int:
             f"built {n} events in {time.perf_counter() - t:.1f}s, zip {size / 1e6:.1f} MB,"
             f" cpus {os.cpu_count()}"
         )
-        base = max(baseline(path) for _ in range(2))
-        best = 0.0
-        for jobs in (0, 1):
-            rate = 0.0
-            for _ in range(3):  # best of three, like the baseline: this machine is noisy
-                start = time.perf_counter()
+        bases = [baseline(path) for _ in range(3)]
+        base = statistics.median(bases)
+        print(f"baseline (read + sha256 per line): max {max(bases):,.0f}, median {base:,.0f} events/s")
+        ok = True
+        for jobs in (0, 1):  # both are ordinary invocations; on < 4 CPUs they are the same path
+            rates, walls = [], []
+            for _ in range(3):  # this machine is noisy: max and median of three, like the baseline
+                start, wall = cpu(), time.perf_counter()
                 code = verify.main([str(path), "--jobs", str(jobs)])  # type: ignore[attr-defined]
-                rate = max(rate, n / (time.perf_counter() - start))
+                rates.append(n / (cpu() - start))
+                walls.append(n / (time.perf_counter() - wall))
                 assert code == 0
-            label = "auto" if jobs == 0 else "single process"
-            print(f"verify.py ({label}): {rate:,.0f} events/s, {rate / base:.2f}x baseline")
-            best = max(best, rate)  # both are ordinary invocations; on < 4 CPUs they are the same path
-        print(f"baseline (read + sha256 per line): {base:,.0f} events/s")
-        ok = best >= TARGET
-        print(f"{'PASS' if ok else 'BELOW TARGET'}: {best:,.0f} events/s (target {TARGET:,})")
+            label = "auto jobs" if jobs == 0 else "single process"
+            rate = statistics.median(rates)
+            print(f"verify.py ({label}): CPU max {max(rates):,.0f}, median {rate:,.0f} events/s; "
+                  f"wall median {statistics.median(walls):,.0f} events/s")  # fmt: skip
+            passed = rate >= TARGET
+            ok = ok and passed
+            figure = f"bundle verify.py, {n:,} events ({label}, CPU)"
+            report(figure, product=rate, unit="events/s", baseline=base,
+                   target=f">= {TARGET:,} events/s (issue 5)", passed=passed, engine="no DB")  # fmt: skip
         return 0 if ok else 1
 
 

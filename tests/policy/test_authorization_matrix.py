@@ -250,4 +250,9 @@ def test_every_role_against_every_write_endpoint(world: World, endpoint: str) ->
             )  # type: ignore[index]
             assert event["policy"]["rule_ids"] == body["rule_ids"]
             assert event["policy"]["version"]
+            if response.status_code == 403:  # which condition failed, in words, in the answer and the event
+                assert body["explanation"] and body["detail"].endswith(body["explanation"]), body
+                assert event["detail"]["explanation"] == body["explanation"]
+                assert "requires" not in body["explanation"], body  # a phrase, not the Cedar fallback
+                print(f"{endpoint} / {who}: {body['explanation']}")
     assert not unexpected, "\n".join(unexpected)

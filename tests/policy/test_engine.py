@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from audit.policy.compliance import PolicyError, load_compliance
+from audit.policy.decision_table import check_case, check_decision_table, load_decision_cases
 from audit.policy.engine import (
     DelegationRes,
     EncounterRes,
     PolicyEngine,
     Principal,
-    load_decision_cases,
 )
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -43,7 +43,7 @@ def test_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_decision_table(engine: PolicyEngine, case: dict) -> None:
-    assert engine.check_case(case) is None
+    assert check_case(engine, case) is None
 
 
 def test_table_covers_every_action_and_role(engine: PolicyEngine) -> None:
@@ -55,13 +55,13 @@ def test_table_covers_every_action_and_role(engine: PolicyEngine) -> None:
 
 
 def test_check_decision_table_reports_failures(engine: PolicyEngine, tmp_path: Path) -> None:
-    assert engine.check_decision_table(TABLE) == []
+    assert check_decision_table(engine, TABLE) == []
     wrong = dict(CASES[0], expect="deny", rule_ids=["nope.rule"])
     bad = tmp_path / "bad.yaml"
     import yaml
 
     bad.write_text(yaml.safe_dump([wrong]))
-    (msg,) = engine.check_decision_table(bad)
+    (msg,) = check_decision_table(engine, bad)
     assert "expected deny, got allow" in msg and "nope.rule" in msg
 
 

@@ -1,0 +1,38 @@
+"""How many encounters an audit needs: Cochran's sample size for a proportion, with the finite
+population correction when the population is known.
+
+    n0 = z^2 * p * (1 - p) / e^2          z: the two-sided normal quantile of the confidence,
+    n  = n0 / (1 + (n0 - 1) / N)          p: the expected error rate, e: the precision (margin),
+                                          N: the population (the frame's size)
+
+both rounded up. (W. G. Cochran, Sampling Techniques, 3rd ed., 1977, eq. 4.2 and 4.3.)"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+FORMULA = "Cochran: n0 = z^2 p (1-p) / e^2; finite population: n = n0 / (1 + (n0 - 1) / N); rounded up"
+
+
+def sample_size(
+    confidence: float, precision: float, expected_error_rate: float, population: int | None = None
+) -> dict[str, Any]:
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = expected_error_rate
+    n0 = z * z * p * (1 - p) / (precision * precision)
+    n = n0 / (1 + (n0 - 1) / population) if population else n0
+    needed = max(1, math.ceil(n - 1e-9))
+    if population:
+        needed = min(needed, population)
+    return {
+        "n": needed,
+        "n0": math.ceil(n0 - 1e-9),
+        "z": round(z, 4),
+        "confidence": confidence,
+        "precision": precision,
+        "expected_error_rate": p,
+        "population": population,
+        "formula": FORMULA,
+    }

@@ -1,0 +1,54 @@
+"""The report roll-ups: per provider of record and day of service, the counts the reports sum.
+
+Derived data, never evidence: kept in the same transaction as the events they count (audit.ledger.
+rollups, called by the ledger writer), rebuilt by the migration, and recomputed from the tables and
+the ledger by `audit verify`, which names every row that differs."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Column, Date, String
+from sqlmodel import Field, SQLModel
+
+
+class RollupProviderDay(SQLModel, table=True):
+    """Encounters of one provider of record on one date of service, by status (`unattested` is
+    open), late (valid) attestations, and allowed code events after the first attestation."""
+
+    __tablename__ = "rollup_provider_day"
+
+    provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    encounters: int = 0
+    attested: int = 0
+    unattested: int = 0
+    amended: int = 0
+    attested_late: int = 0
+    changes_after_attestation: int = 0
+
+
+class RollupProviderDayAuthor(SQLModel, table=True):
+    """Code lines on one provider's encounters of one date of service, per author."""
+
+    __tablename__ = "rollup_provider_day_author"
+
+    provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    entered_by: str = Field(sa_column=Column(String(36), primary_key=True))
+    lines: int = 0
+
+
+class RollupDenied(SQLModel, table=True):
+    """Denied events naming a provider, counted by the provider they name. `kind` says what `day` is:
+    `encounter` (on an encounter: its date of service, and `encounter_provider_id` its provider of
+    record), `unattached` (on no encounter: the UTC day of the event) or `orphan` (naming an
+    encounter that does not exist: the UTC day of the event)."""
+
+    __tablename__ = "rollup_denied"
+
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    encounter_provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    attempts: int = 0

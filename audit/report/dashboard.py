@@ -1,0 +1,589 @@
+"""The compliance dashboard: counts and sorted, paged lists of what needs a look, the ledger's state
+and the key figures as charts.
+
+Every list is SQL over the reader's `ReadScope` (`audit.policy.filters` makes the clauses, as for the
+API's reports), cut to one page by the database. Viewing the dashboard is authorised as `report.view`
+of the report `dashboard` and recorded as a `report.view` event, like any report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Integer, case, cast, exists, func, literal, select, true
+from sqlalchemy.orm import aliased
+from sqlmodel import Session
+
+from audit.errors import InvalidInput
+from audit.ledger import checkpoints, rollups
+from audit.ledger import service as ledger
+from audit.ledger.events import EventDraft
+from audit.models import EncounterNote, utcnow
+from audit.policy.filters import by_provider_and_day, encounter_clause, event_clause, rollup_clause
+from audit.policy.guard import Target
+from audit.policy.scope import ReadScope
+from audit.principal import CurrentUser
+from audit.report import figures
+from audit.report.charts import Chart
+from audit.report.listing import Column, Listing, Page, PageRequest
+from audit.report.queries import AGING_BUCKETS, REFUSED, REPORTS, code_text
+from audit.report.schemas import Report, Section
+from audit.report.service import authorize_report
+from audit.report.sql import ATT, CODE_EVENTS, ENC, LED, USR, in_log
+
+NOTE = EncounterNote.__table__  # type: ignore[attr-defined]
+RESOLVE = "encounter.resolve_flag"
+CHART_WEEKS = 12
+
+
+def _day(session: Session, ts: Any) -> Any:
+    return func.date(ts)
+
+
+def _days_between(session: Session, later_ts: Any, earlier_day: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(later_ts) - earlier_day
+    return cast(func.julianday(func.date(later_ts)) - func.julianday(earlier_day), Integer)
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.pop("payload", None)
+    return json.loads(bytes(raw)) if raw is not None else {}
+
+
+# --- changes after attestation -------------------------------------------------------------------------
+
+
+def _attested_before() -> Any:
+    """An allowed attestation of the event's encounter earlier in the log (the index on
+    (encounter_id, type, outcome, log_id, seq) answers it per event)."""
+    att = LED.alias("earlier_attest")
+    return exists().where(
+        att.c.encounter_id == LED.c.encounter_id, att.c.type == "encounter.attest",
+        att.c.outcome == "allowed", att.c.log_id == LED.c.log_id, att.c.seq < LED.c.seq,
+    )  # fmt: skip
+
+
+def _since(column: Any, since: datetime | None) -> Any:
+    return column >= since if since is not None else true()
+
+
+def _changes_query(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    provider, actor = aliased(USR), aliased(USR)
+    return (
+        select(
+            LED.c.seq.label("at"),
+            LED.c.ts.label("ts"),
+            LED.c.type.label("type"),
+            LED.c.encounter_id.label("encounter_id"),
+            ENC.c.external_id.label("external_id"),
+            ENC.c.date_of_service.label("date_of_service"),
+            provider.c.display_name.label("provider"),
+            actor.c.display_name.label("actor"),
+            LED.c.actor_role.label("actor_role"),
+            LED.c.payload,
+        )
+        .select_from(
+            LED.join(ENC, ENC.c.id == LED.c.encounter_id)
+            .outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id)
+            .outerjoin(actor, actor.c.id == LED.c.actor_id)
+        )
+        .where(
+            in_log(),
+            LED.c.type.in_(CODE_EVENTS),
+            LED.c.outcome == "allowed",
+            _since(LED.c.ts, since),
+            encounter_clause(f),
+            _attested_before(),
+        )
+    )
+
+
+def _changes_shape(row: dict[str, Any]) -> dict[str, Any]:
+    event = _payload(row)
+    row["change"] = f"{code_text(event.get('before'))} -> {code_text(event.get('after'))}".strip(" ->")
+    row["reason"] = event.get("reason") or ""
+    return row
+
+
+CHANGES = Listing(
+    "changes",
+    "Changes after attestation",
+    (
+        Column("at", "When"),
+        Column("type", "Change"),
+        Column("external_id", "Encounter"),
+        Column("date_of_service", "Date of service"),
+        Column("provider", "Provider"),
+        Column("actor", "Changed by"),
+        Column("actor_role", "Role"),
+        Column("change", "Before -> after", False),
+        Column("reason", "Reason", False),
+    ),
+    _changes_query,
+    "at",
+    shape=_changes_shape,
+)
+
+
+# --- late attestations and unattested aging ------------------------------------------------------------
+
+
+def _late_query(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    provider = aliased(USR)
+    return (
+        select(
+            ATT.c.id.label("attestation_id"),
+            ATT.c.encounter_id.label("encounter_id"),
+            ENC.c.external_id.label("external_id"),
+            ENC.c.date_of_service.label("date_of_service"),
+            provider.c.display_name.label("provider"),
+            ATT.c.printed_name.label("signed_by"),
+            ATT.c.credential.label("credential"),
+            ATT.c.npi.label("npi"),
+            ATT.c.signed_at.label("signed_at"),
+            _days_between(session, ATT.c.signed_at, ENC.c.date_of_service).label("days_after"),
+            ATT.c.status.label("status"),
+        )
+        .select_from(
+            ATT.join(ENC, ENC.c.id == ATT.c.encounter_id).outerjoin(
+                provider, provider.c.id == ENC.c.rendering_provider_id
+            )
+        )
+        .where(ATT.c.late.is_(True), encounter_clause(f), _since(ATT.c.signed_at, since))
+    )
+
+
+LATE = Listing(
+    "late",
+    "Late attestations",
+    (
+        Column("external_id", "Encounter"),
+        Column("date_of_service", "Date of service"),
+        Column("provider", "Provider"),
+        Column("signed_by", "Signed by"),
+        Column("credential", "Credential"),
+        Column("npi", "NPI"),
+        Column("signed_at", "Signed at"),
+        Column("days_after", "Days after service"),
+        Column("status", "Status"),
+    ),
+    _late_query,
+    "signed_at",
+    tiebreak="attestation_id",
+)
+
+
+def _aging_query(session: Session, f: ReadScope, today: date) -> Any:
+    provider = aliased(USR)
+    return (
+        select(
+            ENC.c.id.label("encounter_id"),
+            ENC.c.external_id.label("external_id"),
+            ENC.c.patient_ref.label("patient_ref"),
+            ENC.c.date_of_service.label("date_of_service"),
+            provider.c.display_name.label("provider"),
+            provider.c.npi.label("npi"),
+            ENC.c.status.label("status"),
+        )
+        .select_from(ENC.outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id))
+        .where(ENC.c.status.in_(("open", "amended")), encounter_clause(f))
+    )
+
+
+def _aging_shape(today: date) -> Any:
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        row["days"] = (today - row["date_of_service"]).days
+        return row
+
+    return shape
+
+
+def aging_listing(today: date) -> Listing:
+    return Listing(
+        "aging",
+        "Unattested encounters (oldest first)",
+        (
+            Column("external_id", "Encounter"),
+            Column("patient_ref", "Patient ref"),
+            Column("date_of_service", "Date of service"),
+            Column("days", "Days waiting"),
+            Column("provider", "Provider"),
+            Column("npi", "NPI"),
+            Column("status", "Status"),
+        ),
+        _aging_query,
+        "date_of_service",
+        default_desc=False,
+        tiebreak="encounter_id",
+        shape=_aging_shape(today),
+        sort_alias={"days": ("date_of_service", True)},
+    )
+
+
+# --- denied and failed attempts -------------------------------------------------------------------------
+
+
+def _attempts_query(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    actor = aliased(USR)
+    return (
+        select(
+            LED.c.seq.label("at"),
+            LED.c.ts.label("ts"),
+            actor.c.display_name.label("actor"),
+            LED.c.actor_role.label("actor_role"),
+            LED.c.type.label("action"),
+            LED.c.outcome.label("outcome"),
+            LED.c.encounter_id.label("encounter_id"),
+            ENC.c.external_id.label("external_id"),
+            LED.c.payload,
+        )
+        .select_from(
+            LED.outerjoin(actor, actor.c.id == LED.c.actor_id).outerjoin(ENC, ENC.c.id == LED.c.encounter_id)
+        )
+        .where(in_log(), LED.c.outcome.in_(REFUSED), _since(LED.c.ts, since), event_clause(f))
+    )
+
+
+def _attempts_shape(row: dict[str, Any]) -> dict[str, Any]:
+    event = _payload(row)
+    row["actor"] = row["actor"] or (event.get("actor") or {}).get("username") or ""
+    row["reason"] = event.get("reason") or ""
+    row["attempts"] = (event.get("detail") or {}).get("attempts") or 1
+    return row
+
+
+ATTEMPTS = Listing(
+    "attempts",
+    "Denied and failed attempts",
+    (
+        Column("at", "When"),
+        Column("actor", "Who"),
+        Column("actor_role", "Role"),
+        Column("action", "Action"),
+        Column("outcome", "Outcome"),
+        Column("external_id", "Encounter"),
+        Column("reason", "Reason", False),
+        Column("attempts", "Attempts", False),
+    ),
+    _attempts_query,
+    "at",
+    shape=_attempts_shape,
+)
+
+
+# --- flags ----------------------------------------------------------------------------------------------
+
+
+def _resolved() -> Any:
+    return exists().where(
+        in_log(),
+        LED.c.encounter_id == NOTE.c.encounter_id,
+        LED.c.type == RESOLVE,
+        LED.c.outcome == "allowed",
+        LED.c.subject_id == NOTE.c.id,
+    )
+
+
+def _flags_query(session: Session, f: ReadScope, today: date) -> Any:
+    author, provider = aliased(USR), aliased(USR)
+    status = case((_resolved(), literal("resolved")), else_=literal("open"))
+    return (
+        select(
+            NOTE.c.id.label("flag_id"),
+            NOTE.c.created_at.label("created_at"),
+            NOTE.c.encounter_id.label("encounter_id"),
+            ENC.c.external_id.label("external_id"),
+            provider.c.display_name.label("provider"),
+            author.c.display_name.label("author"),
+            NOTE.c.text.label("text"),
+            status.label("status"),
+        )
+        .select_from(
+            NOTE.join(ENC, ENC.c.id == NOTE.c.encounter_id)
+            .outerjoin(author, author.c.id == NOTE.c.author_id)
+            .outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id)
+        )
+        .where(NOTE.c.kind == "flag", encounter_clause(f))
+    )
+
+
+FLAGS = Listing(
+    "flags",
+    "Flags",
+    (
+        Column("created_at", "Flagged at"),
+        Column("status", "Status"),
+        Column("external_id", "Encounter"),
+        Column("provider", "Provider"),
+        Column("author", "Flagged by"),
+        Column("text", "Flag"),
+    ),
+    _flags_query,
+    "created_at",
+    tiebreak="flag_id",
+)
+
+
+def listings(today: date, since: datetime | None = None) -> dict[str, Listing]:
+    """The lists; `since` limits changes, late attestations and attempts to events from then on."""
+    windowed = [replace(x, query=partial(q, since=since)) for x, q in
+                ((CHANGES, _changes_query), (LATE, _late_query), (ATTEMPTS, _attempts_query))]  # fmt: skip
+    return {x.key: x for x in (*windowed, aging_listing(today), FLAGS)}
+
+
+LIST_KEYS = ("changes", "late", "aging", "attempts", "flags", "codes")
+
+
+# --- codes re-checked as invalid or unverified ------------------------------------------------------------
+
+CODE_COLUMNS = (
+    Column("status", "Status"),
+    Column("date_of_service", "Date of service"),
+    Column("external_id", "Encounter"),
+    Column("provider", "Provider"),
+    Column("code", "Code"),
+    Column("release", "Release"),
+    Column("message", "Finding"),
+    Column("checked_at", "Re-checked at"),
+)
+
+
+def codes_page(session: Session, scope: ReadScope, now: datetime, req: PageRequest) -> Page:
+    """The `codes-invalid-for-date` report (a few rows: the lines an import changed its mind about),
+    sorted and paged here."""
+    req = req.checked([c.key for c in CODE_COLUMNS])
+    report = REPORTS["codes-invalid-for-date"](session, scope, now)
+    cols = report.main.columns
+    rows = []
+    for r in report.main.rows:
+        row = dict(zip(cols, r, strict=True))
+        row["code"] = f"{row['system']} {row['code']}" + (f"-{row['modifiers']}" if row["modifiers"] else "")
+        rows.append(row)
+    sort = req.sort or "status"
+    desc = bool(req.desc)
+    rows.sort(
+        key=lambda row: (row[sort] is None, str(row[sort]) if row[sort] is not None else ""), reverse=desc
+    )
+    start = (req.page - 1) * req.size
+    title = "Codes invalid or unverified for their date of service"
+    return Page(
+        "codes",
+        title,
+        list(CODE_COLUMNS),
+        rows[start : start + req.size],
+        len(rows),
+        req.page,
+        req.size,
+        sort,
+        desc,
+    )
+
+
+# --- ledger state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LedgerState:
+    head_seq: int | None
+    last_verified_at: datetime | None
+    last_verified_ok: bool | None
+    last_verified_events: int | None
+    last_verified_problems: int | None
+    checkpoint_size: int | None
+    checkpoint_at: datetime | None
+    checkpoint_root: str | None
+
+
+def ledger_state(session: Session) -> LedgerState:
+    """The ledger's head, the latest recorded verification (an `audit.verify` event: a full pass is
+    too slow to run on every page view; the page offers to run one) and the latest checkpoint."""
+    head = session.execute(select(func.max(LED.c.seq)).where(in_log())).scalar_one_or_none()
+    last = session.execute(
+        select(LED.c.ts, LED.c.payload)
+        .where(in_log(), LED.c.type == "audit.verify", LED.c.outcome == "allowed")
+        .order_by(LED.c.ts.desc())
+        .limit(1)
+    ).first()
+    detail = (json.loads(bytes(last.payload)).get("detail") or {}) if last else {}
+    cp = checkpoints.latest(session)
+    return LedgerState(
+        head_seq=head,
+        last_verified_at=last.ts if last else None,
+        last_verified_ok=detail.get("ok") if last else None,
+        last_verified_events=detail.get("events_checked"),
+        last_verified_problems=detail.get("problem_count"),
+        checkpoint_size=cp.tree_size if cp else None,
+        checkpoint_at=cp.created_at if cp else None,
+        checkpoint_root=cp.root_hash.hex() if cp else None,
+    )
+
+
+# --- charts ---------------------------------------------------------------------------------------------
+
+
+def _per_day(session: Session, stmt: Any) -> dict[date, float]:
+    out: dict[date, float] = defaultdict(float)
+    for day, n in session.execute(stmt):
+        out[day if isinstance(day, date) else date.fromisoformat(str(day))] += n
+    return out
+
+
+def dashboard_charts(session: Session, f: ReadScope, now: datetime, em: Report) -> list[Chart]:
+    since = now - timedelta(weeks=CHART_WEEKS)
+    today = now.date()
+    changes = _changes_query(session, f, today).where(LED.c.ts >= since).subquery()
+    per_day = _per_day(
+        session, select(_day(session, changes.c.ts), func.count()).group_by(_day(session, changes.c.ts))
+    )
+    day = _day(session, LED.c.ts)
+    refused = (
+        select(day, LED.c.outcome, func.count())
+        .where(in_log(), LED.c.outcome.in_(REFUSED), LED.c.ts >= since, event_clause(f))
+        .group_by(day, LED.c.outcome)
+    )
+    denied: dict[date, float] = defaultdict(float)
+    failed: dict[date, float] = defaultdict(float)
+    for d, outcome, n in session.execute(refused):
+        (failed if outcome == "failed" else denied)[
+            d if isinstance(d, date) else date.fromisoformat(str(d))
+        ] += n
+    buckets = aging_buckets(session, f, now)
+    return [
+        figures.changes_per_week(per_day, until=today),
+        figures.aging_chart(buckets),
+        *figures.charts_for(em)[:2],
+        figures.attempts_per_week(denied, failed, until=today),
+    ]
+
+
+def aging_buckets(session: Session, f: ReadScope, now: datetime) -> dict[str, float]:
+    """Unattested (open or amended) encounters per aging bucket: from the roll-ups when the scope is a
+    set of (provider, date of service), else from the `unattested-aging` report (the same figures)."""
+    if not by_provider_and_day(f):
+        aging = REPORTS["unattested-aging"](session, f, now)
+        cols = aging.main.columns
+        return {b: float(sum(r[cols.index(b)] for r in aging.main.rows)) for b in figures.AGING_LABELS}
+    day, today = rollups.PER_DAY, now.date()
+    bucket = case(
+        *[(day.c.day >= today - timedelta(days=n), label) for label, n in AGING_BUCKETS], else_=literal("61+")
+    )
+    stmt = (
+        select(bucket, func.sum(day.c.unattested + day.c.amended))
+        .where(rollup_clause(f, day.c.provider_id, day.c.day))
+        .group_by(bucket)
+    )
+    out = dict.fromkeys(figures.AGING_LABELS, 0.0)
+    for label, n in session.execute(stmt):
+        out[label] += float(n or 0)
+    return out
+
+
+def _em_for(report: Report, provider_id: str | None) -> Report:
+    """The E/M report cut to one provider (beside every provider the reader may see): the one asked
+    for, else the provider whose share of the top level is furthest above the group's."""
+    report = Report(report.name, report.title, [Section(**vars(report.main))])
+    cols = report.main.columns
+    rows = [dict(zip(cols, r, strict=True)) for r in report.main.rows]
+    if provider_id is None:
+        top = [r for r in rows if r["code"] in ("99215", "99205")]
+        gap = max(
+            top, key=lambda r: float(r["provider_share_pct"]) - float(r["group_share_pct"]), default=None
+        )
+        provider_id = gap["provider_id"] if gap else None
+    report.main.rows = [r for r in report.main.rows if r[cols.index("provider_id")] == provider_id]
+    return report
+
+
+# --- the dashboard --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DashboardRequest:
+    date_from: date | None = None
+    date_to: date | None = None
+    provider_id: str | None = None
+    em_provider_id: str | None = None
+    # The web page's default view: changes, late attestations and refused attempts of the last days
+    # (by when they happened); flags, unattested encounters and codes whatever their age.
+    recent_days: int | None = None
+    pages: dict[str, PageRequest] = field(default_factory=dict)
+
+
+@dataclass
+class Dashboard:
+    counts: dict[str, int]
+    lists: dict[str, Page]
+    ledger: LedgerState
+    charts: list[Chart]
+    filters: dict[str, Any]
+    em_providers: list[tuple[str, str]]
+
+
+def _open_flags(session: Session, f: ReadScope, today: date) -> int:
+    q = _flags_query(session, f, today).subquery()
+    return int(session.execute(select(func.count()).where(q.c.status == "open")).scalar_one())
+
+
+def _em_providers(report: Report) -> list[tuple[str, str]]:
+    cols = report.main.columns
+    seen = {r[cols.index("provider_id")]: r[cols.index("provider")] for r in report.main.rows}
+    return sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
+
+
+def build_dashboard(session: Session, *, user: CurrentUser, req: DashboardRequest) -> Dashboard:
+    for key in req.pages:
+        if key not in LIST_KEYS:
+            raise InvalidInput("list", f"no list named {key!r}; lists: {', '.join(LIST_KEYS)}")
+    grant, scope = authorize_report(
+        session,
+        user,
+        "report.view",
+        Target("report", "dashboard"),
+        date_from=req.date_from,
+        date_to=req.date_to,
+        provider_ids=[req.provider_id] if req.provider_id else (),
+    )
+    now = utcnow()
+    today = now.date()
+    since = now - timedelta(days=req.recent_days) if req.recent_days else None
+    lists: dict[str, Page] = {
+        key: listing.page(session, scope, today, req.pages.get(key, PageRequest()))
+        for key, listing in listings(today, since).items()
+    }
+    lists["codes"] = codes_page(session, scope, now, req.pages.get("codes", PageRequest()))
+    counts = {key: page.total for key, page in lists.items()}
+    counts["flags_open"] = _open_flags(session, scope, today)
+    counts["flags_resolved"] = counts["flags"] - counts["flags_open"]
+    em = REPORTS["em-distribution"](session, scope, now)
+    dashboard = Dashboard(
+        counts=counts,
+        lists=lists,
+        ledger=ledger_state(session),
+        charts=dashboard_charts(session, scope, now, _em_for(em, req.em_provider_id)),
+        filters=scope.as_dict(),
+        em_providers=_em_providers(em),
+    )
+    ledger.append_one(
+        session,
+        EventDraft(
+            type="report.view",
+            actor=user.actor(grant.role),
+            subject_type="report",
+            subject_id="dashboard",
+            policy=grant.policy,
+            detail={
+                "name": "dashboard",
+                "filters": dashboard.filters,
+                "format": "html",
+                "counts": counts,
+                **scope.evidence(),
+            },
+        ),
+    )
+    return dashboard

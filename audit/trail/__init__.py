@@ -1,0 +1,1 @@
+"""The audit trail as users read it: events, verification and proofs, authorised and recorded."""

@@ -1,0 +1,201 @@
+"""The report roll-ups (audit.ledger.rollups) after a mix of real operations: every stored row equals
+the GROUP BY over the tables and the ledger, provider-responsibility from the roll-ups equals the same
+report from the GROUP BYs for every kind of scope, and `audit verify` names a forged or stale row."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, insert, text, update
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from audit.config import get_settings
+from audit.db import make_engine
+from audit.imports.feed import Rejection
+from audit.imports.service import run_import
+from audit.ledger import rollups
+from audit.ledger.problems import ROLLUP
+from audit.ledger.verification import verify_ledger
+from audit.migrate import downgrade, upgrade
+from audit.models import utcnow
+from audit.policy.scope import Area, ReadScope
+from audit.principal import host_operator
+from audit.report import dashboard, responsibility
+from audit.report.schemas import Report
+from tests.conftest import People
+from tests.imports.test_import_service import as_csv
+from tests.report.scenario import API, Org, build, today
+
+LOG = "coding-audit"
+
+
+@pytest.fixture
+def org(client: TestClient, people: People, connection: Connection) -> Org:
+    org = build(client, people)  # codes, attestations, changes after them, denied attempts
+    u = org.users
+    wrong = {"password": "not the password"}  # a failed signing
+    url = f"{API}/encounters/{org.encounters['E3']}/attestations"
+    assert client.post(url, json=wrong, headers=org.headers["P1"]).status_code in (401, 403, 422)
+    feed = [
+        {"external_id": f"IMP-{n // 2}", "patient_ref": f"MRN-I{n // 2}", "date_of_service": str(today()),
+         "rendering_npi": "1987654328", "entered_by": u["K1"].username, "system": "CPT",
+         "code": "99213" if n % 2 else "99214", "modifiers": "", "units": "1", "diagnosis_pointers": "",
+         "line_ref": f"L-{n}"}
+        for n in range(6)
+    ]  # fmt: skip
+    other = {"external_id": "IMP-P2", "entered_by": u["K2"].username, "rendering_npi": "1234567893"}
+    feed.append({**feed[0], **other})
+    rejected: list[Rejection] = []
+    stream = io.BytesIO(as_csv(feed))
+    run_import(
+        connection, submitter=host_operator(), stream=stream, batch_rows=3, on_rejection=rejected.append
+    )
+    assert rejected == []
+    return org
+
+
+def _log_id() -> str:
+    return get_settings().log_id
+
+
+def slow(session: Session, scope: ReadScope) -> Report:
+    """The report from the GROUP BYs over encounters and events (the path before the roll-ups)."""
+    original = responsibility.by_provider_and_day
+    responsibility.by_provider_and_day = lambda f: False  # type: ignore[assignment]
+    try:
+        return responsibility.provider_responsibility(session, scope, utcnow())
+    finally:
+        responsibility.by_provider_and_day = original
+
+
+def test_roll_ups_equal_the_group_by_after_a_mix_of_operations(org: Org, session: Session) -> None:
+    assert list(rollups.problems(session, _log_id())) == []
+    have = rollups.stored(session)
+    assert sum(c["encounters"] for c in have.per_day.values()) == 5 + 4  # five by hand, four imported
+    assert sum(c["changes_after_attestation"] for c in have.per_day.values()) == 2
+    assert sum(have.denied.values()) >= 2
+    assert sum(have.per_author.values()) == 6 + 7
+
+
+def test_the_report_from_roll_ups_equals_the_group_bys_for_every_scope(org: Org, session: Session) -> None:
+    u = org.users
+    week_ago = today() - timedelta(days=7)
+    scopes = [
+        ReadScope("c", None),  # compliance, everything
+        ReadScope("c", None, narrow=Area.of(today() - timedelta(days=365), today())),
+        ReadScope("c", None, narrow=Area.of(week_ago, today(), [u["P1"].id])),
+        ReadScope("a", (Area.of(today() - timedelta(days=30), today(), [u["P1"].id]),)),  # an auditor
+        ReadScope("a", (Area.of(None, week_ago), Area.of(week_ago, None, [u["P2"].id]))),
+    ]
+    for scope in scopes:
+        fast = responsibility.provider_responsibility(session, scope, utcnow())
+        assert responsibility.by_provider_and_day(scope)
+        expected = slow(session, scope)
+        assert [s.rows for s in fast.sections] == [s.rows for s in expected.sections], scope
+    whole = responsibility.provider_responsibility(session, scopes[0], utcnow()).main.rows
+    assert {r[1] for r in whole} >= {"Dr Ada Okafor", "Dr Ben Stone"}
+    provider = ReadScope("p", (Area.of(providers=[u["P1"].id]),), party_id=u["P1"].id)
+    assert not responsibility.by_provider_and_day(provider)  # supervised encounters: the GROUP BYs
+
+
+@pytest.mark.parametrize("how", ["edited", "deleted", "inserted", "denied edited"])
+def test_verify_names_a_forged_or_stale_roll_up_row(org: Org, session: Session, how: str) -> None:
+    day, author = next(iter(rollups.stored(session).per_day)), rollups.PER_AUTHOR
+    key = rollups.row_id(day)
+    if how == "edited":
+        where = (rollups.PER_DAY.c.provider_id == day[0]) & (rollups.PER_DAY.c.day == day[1])
+        session.execute(
+            update(rollups.PER_DAY).where(where).values(encounters=rollups.PER_DAY.c.encounters + 1)
+        )
+        named = ("rollup_provider_day", key, "encounters")
+    elif how == "deleted":
+        session.execute(delete(author).where(author.c.provider_id == day[0], author.c.day == day[1]))
+        named = ("rollup_provider_day_author", None, None)
+    elif how == "inserted":
+        counts = dict.fromkeys(rollups.COUNTS, 0) | {"encounters": 3, "attested": 3}
+        session.execute(
+            insert(rollups.PER_DAY).values(provider_id=day[0], day=day[1] - timedelta(days=900), **counts)
+        )
+        named = ("rollup_provider_day", rollups.row_id((day[0], day[1] - timedelta(days=900))), None)
+    else:
+        session.execute(update(rollups.DENIED).values(attempts=rollups.DENIED.c.attempts + 5))
+        named = ("rollup_denied", None, "attempts")
+    result = verify_ledger(session)
+    assert not result.ok
+    found = [p for p in result.problems if p.kind == ROLLUP]
+    assert found, result.problems[:3]
+    assert any(
+        p.table == named[0] and named[1] in (None, p.id) and named[2] in (None, p.field) for p in found
+    )
+
+
+def test_the_migration_fills_the_roll_ups_from_existing_data(fresh_db_url: str) -> None:
+    """Upgrade from the previous head with encounters, lines, an attestation and events already there."""
+    upgrade(fresh_db_url, "0010_encounter_reads")
+    engine = make_engine(fresh_db_url)
+    stamp = "'2026-01-05 10:00:00'"
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO app_user (id, username, display_name, password_hash, roles, credential_active, "
+            f"is_active, failed_signings, created_at) VALUES ('u1', 'dr.a', 'Dr A', 'x', '[\"provider\"]', "
+            f"true, true, 0, {stamp}), ('k1', 'k.a', 'K A', 'x', '[\"coder\"]', true, true, 0, {stamp})"
+        ))  # fmt: skip
+        for eid, status in (("e1", "amended"), ("e2", "open")):
+            conn.execute(text(
+                "INSERT INTO encounter (id, source, external_id, patient_ref, date_of_service, "
+                "rendering_provider_id, supervising_provider_ids, status, created_by, created_at) VALUES "
+                f"('{eid}', 'api', 'V-{eid}', 'MRN', '2026-01-02', 'u1', '[]', '{status}', 'u1', {stamp})"
+            ))  # fmt: skip
+        for lid, who in (("l1", "u1"), ("l2", "k1"), ("l3", "k1")):
+            conn.execute(text(
+                "INSERT INTO code_line (id, encounter_id, system, code, modifiers, units, "
+                "diagnosis_pointers, version, status, entered_by, entered_role, entered_at, changed_by, "
+                "changed_at) VALUES "
+                f"('{lid}', 'e1', 'CPT', '99213', '[]', 1, '[]', 1, 'active', '{who}', 'coder', {stamp}, "
+                f"'{who}', {stamp})"
+            ))  # fmt: skip
+        events = [("encounter.attest", "allowed", "e1"), ("code.change", "allowed", "e1"),
+                  ("code.add", "denied", "e2"), ("delegation.grant", "denied", None)]  # fmt: skip
+        for seq, (type_, outcome, eid) in enumerate(events):
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_event (log_id, seq, event_id, ts, type, actor_id, encounter_id, "
+                    "provider_id, outcome, payload, leaf_hash, chain_hash) VALUES "
+                    f"(:log, :seq, :eid, {stamp}, :type, 'k1', :enc, 'u1', :outcome, :blob, :blob, :blob)"
+                ),
+                {"log": _log_id(), "seq": seq, "eid": f"ev-{seq}", "type": type_, "enc": eid,
+                 "outcome": outcome, "blob": b"x"},
+            )  # fmt: skip
+    engine.dispose()
+    upgrade(fresh_db_url)
+    engine = make_engine(fresh_db_url)
+    with engine.connect() as conn:
+        have = rollups.stored(conn)
+        assert have == rollups.expected(conn, _log_id())
+    day = date(2026, 1, 2)
+    assert have.per_day == {("u1", day): {"encounters": 2, "attested": 0, "unattested": 1, "amended": 1,
+                                          "attested_late": 0, "changes_after_attestation": 1}}  # fmt: skip
+    assert have.per_author == {("u1", day, "u1"): 1, ("u1", day, "k1"): 2}
+    assert have.denied == {("encounter", "u1", "u1", day): 1, ("unattached", "u1", "", date(2026, 1, 5)): 1}
+    engine.dispose()
+    downgrade(fresh_db_url, "0010_encounter_reads")
+    upgrade(fresh_db_url)
+
+
+def test_the_dashboard_aging_chart_from_roll_ups_equals_the_report(
+    org: Org, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u, now = org.users, utcnow()
+    scopes = [
+        ReadScope("c", None),
+        ReadScope("c", None, narrow=Area.of(today() - timedelta(days=30), today(), [u["P1"].id])),
+        ReadScope("a", (Area.of(today() - timedelta(days=60), today(), [u["P2"].id]),)),
+    ]
+    fast = [dashboard.aging_buckets(session, scope, now) for scope in scopes]
+    assert sum(fast[0].values()) == 3 + 4  # E1 amended, E3 and E5 open; four imported, open
+    monkeypatch.setattr(dashboard, "by_provider_and_day", lambda f: False)
+    assert fast == [dashboard.aging_buckets(session, scope, now) for scope in scopes]
