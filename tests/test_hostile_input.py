@@ -430,3 +430,37 @@ def test_valid_fhir_dates_out_of_range_are_clamped(
     response = client.get(f"/fhir/AuditEvent?date={value}", headers=org["headers"]["compliance"])
     assert response.status_code == 200, response.text
     assert response.json()["resourceType"] == "Bundle"
+
+
+def _date_query_params() -> Iterator[tuple[str, str, str]]:
+    """(path, parameter, format) for every date or date-time query parameter the API documents."""
+    schema = create_app().openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if method != "get":
+                continue
+            for param in operation.get("parameters", []):
+                if param["in"] != "query":
+                    continue
+                kinds = [param["schema"], *param["schema"].get("anyOf", [])]
+                formats = {k.get("format") for k in kinds} & {"date", "date-time"}
+                if formats:
+                    yield path, param["name"], formats.pop()
+
+
+DATE_QUERY_PARAMS = sorted(_date_query_params())
+
+
+def test_date_query_params_are_found() -> None:
+    assert ("/api/v1/audit/events", "dos_to", "date") in DATE_QUERY_PARAMS
+
+
+@pytest.mark.parametrize(("path", "name", "kind"), DATE_QUERY_PARAMS)
+@pytest.mark.parametrize("value", ["0", "1700000000", "1e3"])
+def test_a_number_is_not_a_date(
+    client: TestClient, org: dict[str, Any], path: str, name: str, kind: str, value: str
+) -> None:
+    """A bare number must not be read as Unix time (schemathesis found `dos_to=0` answered 200)."""
+    url = _path(path, {**org["values"], "name": "provider-responsibility"})
+    response = client.get(url, params={name: value}, headers=org["headers"]["compliance"])
+    _assert_names(response, name, f"{url}?{name}={value} ({kind})")

@@ -16,7 +16,7 @@ from audit.encounter.routes import NoteIn
 from audit.engagement.schemas import EngagementCreate
 from audit.engagement.service import is_live, list_engagements, open_engagement, revoke_engagement
 from audit.errors import InvalidInput
-from audit.inputs import RevokeIn
+from audit.inputs import BoundedDate, RevokeIn
 from audit.models import Encounter, EncounterNote, User, utcnow
 from audit.principal import CurrentUser
 from audit.report.charts import bar_chart
@@ -198,9 +198,9 @@ def open_one(
     session: SessionDep,
     user: PageUser,
     auditor_id: Annotated[str, Form(max_length=36)],
-    date_from: Annotated[date, Form()],
-    date_to: Annotated[date, Form()],
-    expires_on: Annotated[date, Form()],
+    date_from: Annotated[BoundedDate, Form()],
+    date_to: Annotated[BoundedDate, Form()],
+    expires_on: Annotated[BoundedDate, Form()],
     purpose: Annotated[str, Form(max_length=500)] = "",
     provider_ids: Annotated[list[str] | None, Form(max_length=200)] = None,
 ) -> Response:
