@@ -93,6 +93,9 @@ def in_range(value: date) -> date:
 
 
 BoundedDate = Annotated[date, BeforeValidator(iso_only), AfterValidator(in_range)]
+IsoDate = Annotated[date, BeforeValidator(iso_only)]
+"""A date as ISO text in any year: for read filters, where the widest bounds (0001-01-01 to
+9999-12-31) simply mean "no bound" and so are accepted."""
 
 
 def utc_instant(value: datetime) -> datetime:

@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse
 
 from audit.deps import SessionDep, UserDep
 from audit.errors import InvalidInput, NotFound
-from audit.inputs import BoundedDate
+from audit.inputs import IsoDate
 from audit.ledger import checkpoints
 from audit.openapi import error_responses
 from audit.trail import service as trail
@@ -90,8 +90,8 @@ def list_events(
     provider: Annotated[str | None, _id("events on encounters of this provider of record")] = None,
     from_: Annotated[str | None, _moment("recorded at or after", alias="from")] = None,
     to: Annotated[str | None, _moment("recorded at or before")] = None,
-    dos_from: Annotated[BoundedDate | None, Query(description="first date of service of the encounters")] = None,
-    dos_to: Annotated[BoundedDate | None, Query(description="last date of service of the encounters")] = None,
+    dos_from: Annotated[IsoDate | None, Query(description="first date of service of the encounters")] = None,
+    dos_to: Annotated[IsoDate | None, Query(description="last date of service of the encounters")] = None,
     after: Annotated[int, Query(ge=-1, le=MAX_SEQ, description="events after this seq")] = -1,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
