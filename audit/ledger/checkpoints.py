@@ -446,7 +446,8 @@ def _check_witness(
                 f"{witness.name}: its newest checkpoint (tree size {found.newest_size}) is older than "
                 f"the database's ({db_size}): entries lost"
             )
-        problem = _note_problem(session, found.newest, head_seq, persisted)
+        newer = found.newest_size > head_seq + 1 and found.newest_size <= committed_head(session) + 1
+        problem = None if newer else _note_problem(session, found.newest, head_seq, persisted)
         if problem:
             problems.append(f"{witness.name}: newest checkpoint, tree size {found.newest_size}: {problem}")
     elif db_size is not None:
@@ -455,6 +456,21 @@ def _check_witness(
     return WitnessCheck(
         witness.name, not problems, found.newest_size, "; ".join(problems) or None, found.notes
     )
+
+
+def committed_head(session: Session) -> int:
+    """The ledger's last seq as committed now, read outside `session`'s snapshot.
+
+    A witness file is read outside the database's transaction, so its newest note may cover events
+    committed after this session's snapshot began (a SQLite read snapshot, or a head read a moment
+    before on PostgreSQL while another process appended and signed). Such a note is newer than this
+    reading, not evidence of a removed tail: the next verification checks it. A tail really removed
+    is missing from the committed ledger too, so it is still reported."""
+    from audit.db import read_scope
+
+    with read_scope(session.get_bind()) as fresh:
+        seq, _ = ledger.head(fresh)
+    return seq
 
 
 def _note_problem(session: Session, note: str, head_seq: int, persisted: bool = True) -> str | None:

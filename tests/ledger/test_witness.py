@@ -379,3 +379,31 @@ def test_the_old_compliance_yaml_interval_is_refused_with_where_it_went(tmp_path
     old.write_text(text_ + "checkpoint:\n  interval_seconds: 60\n")
     with pytest.raises(PolicyError, match="moved to the AUDIT_CHECKPOINT_INTERVAL setting"):
         load_compliance(old)
+
+
+def test_a_note_signed_after_the_reading_began_is_not_a_removed_tail(committed: Engine) -> None:
+    """The dashboard verifies inside a request's snapshot while other requests append and the
+    checkpointer signs: the witness file (read outside the snapshot) may then be ahead of it. That
+    was reported as "tail removed" at 1,000,070 events (bench_pages.py); it must not be."""
+    from audit.db import read_scope
+    from audit.uow import unit_of_work
+
+    with unit_of_work(committed) as s:
+        assert checkpoints.create(s) is not None
+    with read_scope(committed) as reading:
+        if IS_POSTGRES:  # a snapshot like SQLite's, so the race is reproducible on both
+            reading.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        assert ledger.head(reading)[0] == 4  # the snapshot begins here
+        append(lambda: unit_of_work(committed), 3)
+        with unit_of_work(committed) as s:
+            made = checkpoints.create(s)
+            assert made is not None and made.tree_size == 8
+        result = checkpoints.check_against_latest(reading)
+        assert result.ok, result.problem
+    with committed.begin() as conn:  # a tail really removed is still reported
+        drop_guards(conn)
+        conn.execute(text("DELETE FROM ledger_event WHERE seq >= 6"))
+        conn.execute(text("DELETE FROM checkpoint WHERE tree_size > 5"))
+    with read_scope(committed) as reading:
+        result = checkpoints.check_against_latest(reading)
+    assert not result.ok and "tail removed" in (result.problem or ""), result.problem
