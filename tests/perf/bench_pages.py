@@ -59,7 +59,7 @@ def people(engine: Engine) -> dict[str, str]:
     from audit.models import Engagement, User
     from audit.uow import unit_of_work
     from audit.user.schemas import UserCreate
-    from audit.user.service import create_user
+    from audit.user.service import bootstrap_user
 
     ids = {}
     with unit_of_work(engine) as s:
@@ -68,7 +68,7 @@ def people(engine: Engine) -> dict[str, str]:
                 username=f"bench-{role}", password=PASSWORD, display_name=f"Bench {role}", roles=[role]
             )
             try:
-                ids[role] = create_user(s, data=data, actor=Actor(id=None, role="bench")).id
+                ids[role] = bootstrap_user(s, data=data, actor=Actor(id=None, role="bench")).id
             except Conflict:
                 ids[role] = s.exec(select_user(User, data.username)).one().id
         s.add(Engagement(auditor_id=ids["auditor"], date_from=bench_reports.TODAY - timedelta(days=365),
