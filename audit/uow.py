@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from audit.db import lock_upgrade_refused, session_scope
+from audit.db import get_engine, is_sqlite, lock_upgrade_refused, session_scope
 from audit.errors import DomainError
 
 
@@ -29,9 +30,20 @@ class WriteLockNeeded(Exception):
 
 @contextmanager
 def unit_of_work(bind: Engine | Connection | None = None, *, write: bool = True) -> Iterator[Session]:
+    held: list[Any] = []
+    separate = not write and _snapshot_reader(bind)
     try:
         with session_scope(bind, write=write) as session:
-            yield session
+            if write:
+                yield session
+            else:
+                with _holding_events(session, held):
+                    yield session
+                if held and not separate:
+                    _append(session, held)
+        if held and separate:
+            with session_scope(bind) as writer:
+                _append(writer, held)
     except DomainError as error:
         if error.record is not None:
             record, error.record = error.record, None
@@ -42,3 +54,33 @@ def unit_of_work(bind: Engine | Connection | None = None, *, write: bool = True)
         if not write and lock_upgrade_refused(exc):
             raise WriteLockNeeded() from exc
         raise
+
+
+def _snapshot_reader(bind: Engine | Connection | None) -> bool:
+    """A read unit on its own SQLite connection reads a snapshot that cannot become a writer once
+    another connection has written: its events are appended in a writer transaction after it."""
+    engine = bind if bind is not None else get_engine()
+    return isinstance(engine, Engine) and is_sqlite(engine)
+
+
+@contextmanager
+def _holding_events(session: Session, held: list[Any]) -> Iterator[None]:
+    """Hold the events a read unit appends (a page or report view) and append them when it ends.
+
+    A long read (the compliance dashboard over a million events) would otherwise ask SQLite for the
+    write lock at its end, be refused whenever the checkpointer or a request wrote meanwhile, and run
+    again from the start as a writer. Held events are appended after the reading, in the same
+    transaction (PostgreSQL, or a connection already in a transaction) or, on SQLite, in a short
+    writer transaction of their own. The response is sent only after they commit, so no view goes
+    unrecorded; an error before the end appends nothing, as a rolled-back unit would."""
+    from audit.ledger import service as ledger
+
+    with ledger.one_append(session, append=False) as pending:
+        yield
+        held.extend(pending)
+
+
+def _append(session: Session, held: list[Any]) -> None:
+    from audit.ledger import service as ledger
+
+    ledger.append_timed(session, held)

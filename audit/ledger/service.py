@@ -78,7 +78,11 @@ def append(session: Session, drafts: Sequence[EventDraft], *, now: datetime | No
     return append_timed(session, [(draft, now) for draft in drafts])
 
 
-def append_timed(session: Session, drafts: Sequence[tuple[EventDraft, datetime | None]]) -> list[int]:
+HeldEvent = tuple[EventDraft, datetime | None]
+"""An event a caller appended while appends were held (see one_append), with its time (None: now)."""
+
+
+def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
     """Append events, each with its own time (None: now), under one lock and one head read."""
     if not drafts:
         return []
@@ -103,20 +107,22 @@ def append_timed(session: Session, drafts: Sequence[tuple[EventDraft, datetime |
 
 
 @contextmanager
-def one_append(session: Session) -> Iterator[list[tuple[EventDraft, datetime | None]]]:
+def one_append(session: Session, *, append: bool = True) -> Iterator[list[HeldEvent]]:
     """Hold every event the services append inside, then append them all at once when it closes
     (one lock, one head read, one insert): how a bulk import writes a batch of lines. The list
     yielded is the held events; a caller that undoes part of its work (a savepoint rolled back)
-    truncates it to what it held before. Nothing is appended if the block raises."""
+    truncates it to what it held before. Nothing is appended if the block raises. `append=False`:
+    the caller appends the held list itself (a read unit of work, audit.uow)."""
     if PENDING in session.info:
         raise RuntimeError("one_append does not nest")
-    pending: list[tuple[EventDraft, datetime | None]] = []
+    pending: list[HeldEvent] = []
     session.info[PENDING] = pending
     try:
         yield pending
     finally:
         session.info.pop(PENDING, None)
-    append_timed(session, pending)
+    if append:
+        append_timed(session, pending)
 
 
 def append_one(session: Session, draft: EventDraft, *, now: datetime | None = None) -> int:
