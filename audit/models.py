@@ -170,6 +170,7 @@ class LedgerEvent(SQLModel, table=True):
         Index("ix_ledger_event_actor_ts", "actor_id", "ts"),
         Index("ix_ledger_event_ts", "ts"),
         Index("ix_ledger_event_outcome_provider", "outcome", "provider_id"),
+        Index("ix_ledger_event_outcome_ts", "outcome", "ts"),
     )
 
     log_id: str = Field(primary_key=True, max_length=64)

@@ -249,9 +249,11 @@ def em_distribution(session: Session, f: ReadScope, now: datetime) -> Report:
     family_of = {code: fam for fam, codes in EM_FAMILIES.items() for code in codes}
     mine: dict[tuple[str, str], int] = defaultdict(int)
     group: dict[str, int] = defaultdict(int)
-    for pid, code, n in _em_counts(session, f):
+    counted = _em_counts(session, f)
+    wide = f.without_provider_narrowing()
+    for pid, code, n in counted:
         mine[(pid, code)] += n
-    for _, code, n in _em_counts(session, f.without_provider_narrowing()):
+    for _, code, n in counted if wide == f else _em_counts(session, wide):  # no narrowing: the same rows
         group[code] += n
     mine_total: dict[tuple[str, str], int] = defaultdict(int)
     for (pid, code), n in mine.items():
