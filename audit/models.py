@@ -15,6 +15,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -159,6 +160,10 @@ class ImportLine(SQLModel, table=True):
     digest: str = Field(max_length=64)
 
 
+REFUSED_ONLY = text("outcome <> 'allowed'")
+"""The partial index of refused (denied or failed) events: queries name it literally (report.queries)."""
+
+
 class LedgerEvent(SQLModel, table=True):
     """One audit event. `payload` is the exact hashed bytes; the other columns are indexed copies."""
 
@@ -170,7 +175,13 @@ class LedgerEvent(SQLModel, table=True):
         Index("ix_ledger_event_actor_ts", "actor_id", "ts"),
         Index("ix_ledger_event_ts", "ts"),
         Index("ix_ledger_event_outcome_provider", "outcome", "provider_id"),
-        Index("ix_ledger_event_outcome_ts", "outcome", "ts"),
+        Index(
+            "ix_ledger_event_refused_ts",
+            "log_id",
+            "ts",
+            sqlite_where=REFUSED_ONLY,
+            postgresql_where=REFUSED_ONLY,
+        ),
     )
 
     log_id: str = Field(primary_key=True, max_length=64)

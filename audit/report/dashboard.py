@@ -31,7 +31,7 @@ from audit.principal import CurrentUser
 from audit.report import figures
 from audit.report.charts import Chart
 from audit.report.listing import Column, Listing, Page, PageRequest
-from audit.report.queries import AGING_BUCKETS, REFUSED, REPORTS, code_text
+from audit.report.queries import AGING_BUCKETS, REPORTS, code_text, refused
 from audit.report.schemas import Report, Section
 from audit.report.service import authorize_report
 from audit.report.sql import ATT, CODE_EVENTS, ENC, LED, USR, in_log
@@ -246,7 +246,7 @@ def _attempts_query(session: Session, f: ReadScope, today: date, since: datetime
         .select_from(
             LED.outerjoin(actor, actor.c.id == LED.c.actor_id).outerjoin(ENC, ENC.c.id == LED.c.encounter_id)
         )
-        .where(in_log(), LED.c.outcome.in_(REFUSED), _since(LED.c.ts, since), event_clause(f))
+        .where(in_log(), refused(), _since(LED.c.ts, since), event_clause(f))
     )
 
 
@@ -442,14 +442,14 @@ def dashboard_charts(session: Session, f: ReadScope, now: datetime, em: Report) 
         session, select(_day(session, changes.c.ts), func.count()).group_by(_day(session, changes.c.ts))
     )
     day = _day(session, LED.c.ts)
-    refused = (
+    refused_per_day = (
         select(day, LED.c.outcome, func.count())
-        .where(in_log(), LED.c.outcome.in_(REFUSED), LED.c.ts >= since, event_clause(f))
+        .where(in_log(), refused(), LED.c.ts >= since, event_clause(f))
         .group_by(day, LED.c.outcome)
     )
     denied: dict[date, float] = defaultdict(float)
     failed: dict[date, float] = defaultdict(float)
-    for d, outcome, n in session.execute(refused):
+    for d, outcome, n in session.execute(refused_per_day):
         (failed if outcome == "failed" else denied)[
             d if isinstance(d, date) else date.fromisoformat(str(d))
         ] += n

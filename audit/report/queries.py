@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -196,6 +196,12 @@ def delegation_register(session: Session, f: ReadScope, now: datetime) -> Report
 REFUSED = ("denied", "failed")
 
 
+def refused() -> Any:
+    """Denied or failed. Written with the literal `outcome <> 'allowed'` so that both databases use the
+    partial index of refused events (ix_ledger_event_refused_ts): a bound value cannot prove it."""
+    return and_(LED.c.outcome != literal_column("'allowed'"), LED.c.outcome.in_(REFUSED))
+
+
 def denied_attempts(session: Session, f: ReadScope, now: datetime) -> Report:
     """Every refused attempt: denied by policy, or failed (wrong password at sign-in or signing,
     blocking edits); a sign-in burst summary counts its attempts."""
@@ -204,7 +210,7 @@ def denied_attempts(session: Session, f: ReadScope, now: datetime) -> Report:
             LED.c.seq, LED.c.ts, LED.c.actor_id, LED.c.actor_role, LED.c.type, LED.c.subject_type,
             LED.c.subject_id, LED.c.encounter_id, LED.c.provider_id, LED.c.payload,
         )
-        .where(LED.c.outcome.in_(REFUSED), event_clause(f))
+        .where(refused(), event_clause(f))
         .order_by(LED.c.seq)
     )  # fmt: skip
     result = session.execute(stmt).all()

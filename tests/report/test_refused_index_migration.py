@@ -10,15 +10,15 @@ from audit.migrate import downgrade, upgrade
 from tests.support import IS_POSTGRES
 
 PREVIOUS = "0013_coding_audits"
-INDEX = "ix_ledger_event_outcome_ts"
+INDEX = "ix_ledger_event_refused_ts"
 USER = (
     "INSERT INTO app_user (id, username, display_name, password_hash, roles, credential_active, "
     "is_active, failed_signings, created_at) "
     "VALUES ('u1', 'kept', 'Kept', 'x', '[]', true, true, 0, '2026-01-01 00:00:00')"
 )
 REFUSED_PER_DAY = (
-    "SELECT date(ts), outcome, count(*) FROM ledger_event WHERE log_id = :log AND outcome IN ('denied', "
-    "'failed') AND ts >= :since GROUP BY date(ts), outcome"
+    "SELECT date(ts), outcome, count(*) FROM ledger_event WHERE log_id = :log AND outcome <> 'allowed' "
+    "AND outcome IN ('denied', 'failed') AND ts >= :since GROUP BY date(ts), outcome"
 )
 
 
