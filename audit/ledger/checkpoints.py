@@ -349,8 +349,7 @@ def create_in_own_transaction(bind: Any = None) -> Checkpoint | None:
     transaction, the witnesses are written outside any transaction, and only the row insert takes the
     write lock. A race with another process signing the same head is harmless (the witness refuses
     the second note; the unique (log_id, tree_size) pair keeps one row)."""
-    from audit.db import read_scope
-    from audit.uow import unit_of_work
+    from audit.db import read_scope, session_scope
 
     with read_scope(bind) as session:
         signed = _sign_head(session)
@@ -358,7 +357,7 @@ def create_in_own_transaction(bind: Any = None) -> Checkpoint | None:
     if witnessed is None:
         return None
     try:
-        with unit_of_work(bind) as session:
+        with session_scope(bind) as session:  # a plain transaction: audit.uow builds on the ledger
             return _record(session, witnessed)
     except IntegrityError:
         return None
