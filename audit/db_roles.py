@@ -76,6 +76,7 @@ COUNTERS = (
     "rollup_provider_day",
     "rollup_provider_day_author",
     "rollup_denied",
+    "rollup_provider_day_code",
 )
 READ_ONLY = ("alembic_version", "code_set_release", "code_set_code", "ncci_ptp_edit", "mue_limit")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

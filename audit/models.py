@@ -320,11 +320,16 @@ from audit.coding_audit.models import (  # noqa: E402
     CodingAudit,
     FindingResponse,
 )
-from audit.ledger.models import RollupDenied, RollupProviderDay, RollupProviderDayAuthor  # noqa: E402
+from audit.ledger.models import (  # noqa: E402
+    RollupDenied,
+    RollupProviderDay,
+    RollupProviderDayAuthor,
+    RollupProviderDayCode,
+)
 from audit.user.models import SigninBackoff, SigninBurst  # noqa: E402
 
 __all__ = [
     "AuditFinding", "AuditFollowUp", "AuditSignature", "CodeSetCode", "CodeSetRelease", "CodingAudit",
     "FindingResponse", "MueLimit", "NcciPtpEdit", "RollupDenied", "RollupProviderDay",
-    "RollupProviderDayAuthor", "SigninBackoff", "SigninBurst",
+    "RollupProviderDayAuthor", "RollupProviderDayCode", "SigninBackoff", "SigninBurst",
 ]  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Column, Date, String
+from sqlalchemy import Column, Date, Index, String
 from sqlmodel import Field, SQLModel
 
 
@@ -52,3 +52,25 @@ class RollupDenied(SQLModel, table=True):
     encounter_provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
     day: date = Field(sa_column=Column(Date, primary_key=True))
     attempts: int = 0
+
+
+EM_FAMILIES = {
+    "established": ("99211", "99212", "99213", "99214", "99215"),
+    "new": ("99202", "99203", "99204", "99205"),
+}
+"""The office E/M levels (CPT) by family, as the E/M distribution report compares them."""
+EM_CODES = tuple(code for family in EM_FAMILIES.values() for code in family)
+
+
+class RollupProviderDayCode(SQLModel, table=True):
+    """Active CPT E/M lines (EM_CODES) on one provider's encounters of one date of service, per code:
+    what the E/M level distribution sums."""
+
+    __tablename__ = "rollup_provider_day_code"
+    # The distribution sums per (provider, code): read in that order, covering, with no sort.
+    __table_args__ = (Index("ix_rollup_provider_day_code_sum", "provider_id", "code", "day", "lines"),)
+
+    provider_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    code: str = Field(sa_column=Column(String(16), primary_key=True))
+    lines: int = 0

@@ -1,7 +1,7 @@
 """The report roll-ups (audit.ledger.models): kept with the events, rebuilt, and checked.
 
-One definition, three uses. `encounter_counts`, `author_lines` and `denied_attempts` are GROUP BYs
-over the encounter tables and the ledger; the roll-up tables hold exactly their results:
+One definition, three uses. `encounter_counts`, `author_lines`, `em_lines` and `denied_attempts` are
+GROUP BYs over the encounter tables and the ledger; the roll-up tables hold exactly their results:
 
 - the ledger writer calls `record` with the rows it has just inserted, in the same transaction: the
   (provider, date of service) of every encounter an event changes is recomputed from the tables
@@ -23,11 +23,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, case, delete, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from audit.ledger.models import RollupDenied, RollupProviderDay, RollupProviderDayAuthor
+from audit.ledger.models import (
+    EM_CODES,
+    RollupDenied,
+    RollupProviderDay,
+    RollupProviderDayAuthor,
+    RollupProviderDayCode,
+)
 from audit.ledger.problems import ROLLUP, Problem
 from audit.models import Attestation, CodeLine, Encounter, LedgerEvent
 
@@ -38,6 +57,7 @@ LED: Table = LedgerEvent.__table__  # type: ignore[attr-defined]
 PER_DAY: Table = RollupProviderDay.__table__  # type: ignore[attr-defined]
 PER_AUTHOR: Table = RollupProviderDayAuthor.__table__  # type: ignore[attr-defined]
 DENIED: Table = RollupDenied.__table__  # type: ignore[attr-defined]
+PER_CODE: Table = RollupProviderDayCode.__table__  # type: ignore[attr-defined]
 
 CODE_EVENTS = ("code.add", "code.change", "code.void")
 COUNTS = ("encounters", "attested", "unattested", "amended", "attested_late", "changes_after_attestation")
@@ -55,6 +75,7 @@ CHUNK = 200  # keys per statement
 Db = Session | Connection
 Key = tuple[str, date]  # (provider of record, date of service)
 AuthorKey = tuple[str, date, str]  # ... and who entered the lines
+CodeKey = tuple[str, date, str]  # ... and the E/M code
 DeniedKey = tuple[str, str, str, date]  # (kind, provider named, encounter's provider or "", day)
 
 
@@ -63,6 +84,7 @@ class Rollups:
     per_day: dict[Key, dict[str, int]] = field(default_factory=dict)
     per_author: dict[AuthorKey, int] = field(default_factory=dict)
     denied: dict[DeniedKey, int] = field(default_factory=dict)
+    per_code: dict[CodeKey, int] = field(default_factory=dict)
 
 
 def as_day(value: Any) -> date:
@@ -149,6 +171,19 @@ def author_lines(db: Db, keys: Sequence[Key] | None = None) -> dict[AuthorKey, i
     return {(p, as_day(d), who): n for p, d, who, n in db.execute(stmt)}
 
 
+def em_lines(db: Db, keys: Sequence[Key] | None = None) -> dict[CodeKey, int]:
+    """Active CPT E/M lines per (provider, date of service, code)."""
+    provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
+    stmt = (
+        select(provider, dos, LINE.c.code, func.count())
+        .select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id))
+        .where(LINE.c.status == "active", LINE.c.system == "CPT", LINE.c.code.in_(EM_CODES))
+        .where(_keyed(provider, dos, keys))
+        .group_by(provider, dos, LINE.c.code)
+    )
+    return {(p, as_day(d), code): n for p, d, code, n in db.execute(stmt)}
+
+
 def denied_attempts(db: Db, log_id: str) -> dict[DeniedKey, int]:
     """Denied events naming a provider, per `RollupDenied` key."""
     stmt = (
@@ -176,7 +211,7 @@ def denied_key(named: str, encounter_id: str | None, encounter: Key | None, day:
 
 
 def expected(db: Db, log_id: str) -> Rollups:
-    return Rollups(encounter_counts(db, log_id), author_lines(db), denied_attempts(db, log_id))
+    return Rollups(encounter_counts(db, log_id), author_lines(db), denied_attempts(db, log_id), em_lines(db))
 
 
 def stored(db: Db) -> Rollups:
@@ -191,13 +226,24 @@ def stored(db: Db) -> Rollups:
                DENIED.c.attempts)
     ):  # fmt: skip
         found.denied[(kind, named, owner, as_day(d))] = n
+    for p, d, code, n in db.execute(select(PER_CODE.c.provider_id, PER_CODE.c.day, PER_CODE.c.code,
+                                           PER_CODE.c.lines)):  # fmt: skip
+        found.per_code[(p, as_day(d), code)] = n
     return found
 
 
 # --- writing ---------------------------------------------------------------------------------------------
 
 
-def _write(db: Db, per_day: Mapping[Key, Mapping[str, int]], per_author: Mapping[AuthorKey, int]) -> None:
+def _write(
+    db: Db,
+    per_day: Mapping[Key, Mapping[str, int]],
+    per_author: Mapping[AuthorKey, int],
+    per_code: Mapping[CodeKey, int],
+) -> None:
+    if per_code:
+        lines = [{"provider_id": p, "day": d, "code": c, "lines": n} for (p, d, c), n in per_code.items()]
+        db.execute(insert(PER_CODE), lines)
     if per_day:
         db.execute(insert(PER_DAY), [{"provider_id": p, "day": d, **c} for (p, d), c in per_day.items()])
     if per_author:
@@ -210,12 +256,21 @@ def _write(db: Db, per_day: Mapping[Key, Mapping[str, int]], per_author: Mapping
 
 def rebuild(db: Db, log_id: str) -> None:
     """Replace every roll-up row with the GROUP BYs' (the migration's backfill; bulk loads)."""
-    for table in (PER_DAY, PER_AUTHOR, DENIED):
-        db.execute(delete(table))
+    present = _present(db)
+    for table in (PER_DAY, PER_AUTHOR, PER_CODE, DENIED):
+        if table.name in present:
+            db.execute(delete(table))
     fresh = expected(db, log_id)
-    _write(db, fresh.per_day, fresh.per_author)
+    codes = fresh.per_code if PER_CODE.name in present else {}
+    _write(db, fresh.per_day, fresh.per_author, codes)
     if fresh.denied:
         db.execute(insert(DENIED), [_denied_row(k, n) for k, n in fresh.denied.items()])
+
+
+def _present(db: Db) -> set[str]:
+    """The roll-up tables this database has: migration 0011 rebuilds before 0015 adds the E/M table."""
+    conn = db.connection() if isinstance(db, Session) else db
+    return set(inspect(conn).get_table_names())
 
 
 def _denied_row(key: DeniedKey, n: int) -> dict[str, Any]:
@@ -259,9 +314,9 @@ def _refresh(db: Db, log_id: str, keys: set[Key]) -> None:
     for chunk in _chunks(keys):
         if not chunk:
             continue
-        for table in (PER_DAY, PER_AUTHOR):
+        for table in (PER_DAY, PER_AUTHOR, PER_CODE):
             db.execute(delete(table).where(_keyed(table.c.provider_id, table.c.day, chunk)))
-        _write(db, encounter_counts(db, log_id, chunk), author_lines(db, chunk))
+        _write(db, encounter_counts(db, log_id, chunk), author_lines(db, chunk), em_lines(db, chunk))
 
 
 def _bump(db: Db, key: DeniedKey, n: int) -> None:
@@ -284,9 +339,10 @@ def problems(db: Db, log_id: str) -> Iterator[Problem]:
     yield from _diff("rollup_provider_day", want.per_day, have.per_day)
     yield from _diff("rollup_provider_day_author", _lines(want.per_author), _lines(have.per_author))
     yield from _diff("rollup_denied", _attempts(want.denied), _attempts(have.denied))
+    yield from _diff("rollup_provider_day_code", _lines(want.per_code), _lines(have.per_code))
 
 
-def _lines(rows: Mapping[AuthorKey, int]) -> dict[Any, dict[str, int]]:
+def _lines(rows: Mapping[tuple[str, date, str], int]) -> dict[Any, dict[str, int]]:
     return {k: {"lines": n} for k, n in rows.items()}
 
 

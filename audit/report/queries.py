@@ -12,7 +12,15 @@ from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
-from audit.policy.filters import delegation_clause, encounter_clause, event_clause
+from audit.ledger import rollups
+from audit.ledger.models import EM_CODES, EM_FAMILIES
+from audit.policy.filters import (
+    by_provider_and_day,
+    delegation_clause,
+    encounter_clause,
+    event_clause,
+    rollup_clause,
+)
 from audit.policy.scope import ReadScope
 from audit.report.codesets import codes_invalid_for_date
 from audit.report.responsibility import first_attestations, provider_responsibility
@@ -33,10 +41,6 @@ from audit.report.sql import (
 )
 
 AGING_BUCKETS = (("0-7", 7), ("8-14", 14), ("15-30", 30), ("31-60", 60))
-EM_FAMILIES = {
-    "established": ("99211", "99212", "99213", "99214", "99215"),
-    "new": ("99202", "99203", "99204", "99205"),
-}
 
 
 def code_text(state: Any) -> str:
@@ -234,7 +238,17 @@ def denied_attempts(session: Session, f: ReadScope, now: datetime) -> Report:
 
 
 def _em_counts(session: Session, f: ReadScope) -> list[Any]:
-    codes = [c for family in EM_FAMILIES.values() for c in family]
+    """(provider, code, lines) of active E/M lines in scope: summed from the roll-up when the scope is
+    a set of (provider, date of service), else grouped from the lines."""
+    if by_provider_and_day(f):
+        per = rollups.PER_CODE
+        summed = (
+            select(per.c.provider_id, per.c.code, func.sum(per.c.lines))
+            .where(rollup_clause(f, per.c.provider_id, per.c.day))
+            .group_by(per.c.provider_id, per.c.code)
+        )
+        return [(p, code, int(n)) for p, code, n in session.execute(summed)]
+    codes = EM_CODES
     stmt = (
         select(ENC.c.rendering_provider_id, LINE.c.code, func.count())
         .select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id))

@@ -24,7 +24,7 @@ from audit.migrate import downgrade, upgrade
 from audit.models import utcnow
 from audit.policy.scope import Area, ReadScope
 from audit.principal import host_operator
-from audit.report import dashboard, responsibility
+from audit.report import dashboard, queries, responsibility
 from audit.report.schemas import Report
 from tests.conftest import People
 from tests.imports.test_import_service import as_csv
@@ -79,6 +79,8 @@ def test_roll_ups_equal_the_group_by_after_a_mix_of_operations(org: Org, session
     assert sum(c["changes_after_attestation"] for c in have.per_day.values()) == 2
     assert sum(have.denied.values()) >= 2
     assert sum(have.per_author.values()) == 6 + 7
+    assert sum(have.per_code.values()) >= 7  # the seven imported lines are E/M levels
+    assert have.per_code == rollups.em_lines(session)
 
 
 def test_the_report_from_roll_ups_equals_the_group_bys_for_every_scope(org: Org, session: Session) -> None:
@@ -102,7 +104,7 @@ def test_the_report_from_roll_ups_equals_the_group_bys_for_every_scope(org: Org,
     assert not responsibility.by_provider_and_day(provider)  # supervised encounters: the GROUP BYs
 
 
-@pytest.mark.parametrize("how", ["edited", "deleted", "inserted", "denied edited"])
+@pytest.mark.parametrize("how", ["edited", "deleted", "inserted", "denied edited", "E/M edited"])
 def test_verify_names_a_forged_or_stale_roll_up_row(org: Org, session: Session, how: str) -> None:
     day, author = next(iter(rollups.stored(session).per_day)), rollups.PER_AUTHOR
     key = rollups.row_id(day)
@@ -121,9 +123,12 @@ def test_verify_names_a_forged_or_stale_roll_up_row(org: Org, session: Session, 
             insert(rollups.PER_DAY).values(provider_id=day[0], day=day[1] - timedelta(days=900), **counts)
         )
         named = ("rollup_provider_day", rollups.row_id((day[0], day[1] - timedelta(days=900))), None)
-    else:
+    elif how == "denied edited":
         session.execute(update(rollups.DENIED).values(attempts=rollups.DENIED.c.attempts + 5))
         named = ("rollup_denied", None, "attempts")
+    else:
+        session.execute(update(rollups.PER_CODE).values(lines=rollups.PER_CODE.c.lines + 1))
+        named = ("rollup_provider_day_code", None, "lines")
     result = verify_ledger(session)
     assert not result.ok
     found = [p for p in result.problems if p.kind == ROLLUP]
@@ -180,6 +185,7 @@ def test_the_migration_fills_the_roll_ups_from_existing_data(fresh_db_url: str) 
     assert have.per_day == {("u1", day): {"encounters": 2, "attested": 0, "unattested": 1, "amended": 1,
                                           "attested_late": 0, "changes_after_attestation": 1}}  # fmt: skip
     assert have.per_author == {("u1", day, "u1"): 1, ("u1", day, "k1"): 2}
+    assert have.per_code == {("u1", day, "99213"): 3}
     assert have.denied == {("encounter", "u1", "u1", day): 1, ("unattached", "u1", "", date(2026, 1, 5)): 1}
     engine.dispose()
     downgrade(fresh_db_url, "0010_encounter_reads")
@@ -199,3 +205,18 @@ def test_the_dashboard_aging_chart_from_roll_ups_equals_the_report(
     assert sum(fast[0].values()) == 3 + 4  # E1 amended, E3 and E5 open; four imported, open
     monkeypatch.setattr(dashboard, "by_provider_and_day", lambda f: False)
     assert fast == [dashboard.aging_buckets(session, scope, now) for scope in scopes]
+
+
+def test_the_em_distribution_from_roll_ups_equals_the_group_by(
+    org: Org, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u, now = org.users, utcnow()
+    scopes = [
+        ReadScope("c", None),
+        ReadScope("c", None, narrow=Area.of(today() - timedelta(days=30), today(), [u["P1"].id])),
+        ReadScope("a", (Area.of(today() - timedelta(days=60), today(), [u["P2"].id]),)),
+    ]
+    fast = [queries.em_distribution(session, scope, now).main.rows for scope in scopes]
+    assert sum(r[5] for r in fast[0]) >= 7  # lines per (provider, code) in the whole organisation
+    monkeypatch.setattr(queries, "by_provider_and_day", lambda f: False)
+    assert fast == [queries.em_distribution(session, scope, now).main.rows for scope in scopes]
