@@ -403,6 +403,9 @@ def _body_attacks(valid: dict[str, Any], form: bool) -> Iterator[tuple[str, dict
     ("role", "url", "field_name"),
     [
         ("compliance", f"{API}/encounters?offset={10**30}", "offset"),
+        # schemathesis: a precision of 9e-247 overflowed Cochran's n (a 500)
+        ("compliance", f"{API}/audits/sample-size?precision=9.2e-247&confidence=0.63", "precision"),
+        ("coder", f"{API}/audits/sample-size?precision=0.0009", "precision"),
         ("compliance", f"{API}/encounters?offset={10**9 + 1}", "offset"),
         ("compliance", f"{API}/encounters?from=0001-01-01", "from"),
         ("compliance", f"{API}/encounters?to=9999-12-31", "to"),

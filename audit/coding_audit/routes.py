@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from audit.coding_audit import closure, findings, service
 from audit.coding_audit.reports import NAMES, AuditReportRequest, view_audit_report
-from audit.coding_audit.sample_size import sample_size
+from audit.coding_audit.sample_size import MIN_PRECISION, sample_size
 from audit.coding_audit.schemas import (
     AuditCreate,
     DecisionCreate,
@@ -35,7 +35,7 @@ def open_audit(session: SessionDep, user: UserDep, data: AuditCreate) -> dict[st
 def get_sample_size(
     user: UserDep,
     confidence: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
-    precision: Annotated[float, Query(gt=0, lt=0.5)] = 0.05,
+    precision: Annotated[float, Query(ge=MIN_PRECISION, lt=0.5, description="margin of error")] = 0.05,
     expected_error_rate: Annotated[float, Query(gt=0, lt=1)] = 0.2,
     population: Annotated[int | None, Query(ge=1, le=100_000_000)] = None,
 ) -> dict[str, Any]:

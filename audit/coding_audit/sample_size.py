@@ -13,12 +13,18 @@ import math
 from statistics import NormalDist
 from typing import Any
 
+from audit.errors import InvalidInput
+
+MIN_PRECISION = 0.001
+"""A margin of 0.1 percentage point: at 99.9% confidence and p = 0.5 that already needs 2.7M encounters."""
 FORMULA = "Cochran: n0 = z^2 p (1-p) / e^2; finite population: n = n0 / (1 + (n0 - 1) / N); rounded up"
 
 
 def sample_size(
     confidence: float, precision: float, expected_error_rate: float, population: int | None = None
 ) -> dict[str, Any]:
+    if not MIN_PRECISION <= precision < 0.5:  # 9.2e-247 (schemathesis) divided by zero: a 500 before
+        raise InvalidInput("precision", f"precision must be from {MIN_PRECISION} to below 0.5")
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     p = expected_error_rate
     n0 = z * z * p * (1 - p) / (precision * precision)

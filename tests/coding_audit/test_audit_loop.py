@@ -162,3 +162,14 @@ def test_sample_size_names_its_formula(world: World) -> None:
     assert r["n"] == 246 and "Cochran" in r["formula"]
     r = world.call("GET", "/audits/sample-size", "C", 200, params={"population": 500}).json()
     assert r["n"] == 166  # n0 = 245.85; 245.85 / (1 + 244.85 / 500) = 165.04, rounded up
+
+
+def test_sample_size_refuses_a_precision_no_audit_could_meet() -> None:
+    from audit.coding_audit.sample_size import sample_size
+    from audit.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        sample_size(0.63, 9.2e-247, 0.92)
+    assert refused.value.field == "precision"
+    # the smallest precision the API takes: z(99.9%) = 3.2905267, 3.2905267^2 * 0.25 / 0.001^2 = 2,706,891.5
+    assert sample_size(0.999, 0.001, 0.5)["n"] == 2_706_892
