@@ -118,7 +118,7 @@ DLG = "/api/v1/delegations"
 ENG = "/api/v1/engagements"
 _BY_ID = {"path.encounter_id": "$response.body#/id"}
 _LINE = {"path.encounter_id": "$response.body#/encounter_id", "path.line_id": "$response.body#/id"}
-_VERSIONED = {**_LINE, "header.If-Match": "$response.body#/version"}
+_VERSIONED = {**_LINE, "header.If-Match": "$response.header.ETag"}  # a quoted string, as sent back
 _ITS_ENCOUNTER = {"path.encounter_id": "$response.body#/encounter_id"}
 LINKS: tuple[Link, ...] = (
     Link(("POST", ENC), "201", "GetEncounter", ("GET", ONE), _BY_ID),

@@ -222,7 +222,7 @@ def test_links_lead_from_new_ids_to_the_operations_that_use_them(schema: dict[st
     assert ids[create["AddCode"]["operationId"]] == ("POST", f"{API}/encounters/{{encounter_id}}/codes")
     assert create["AddCode"]["parameters"] == {"path.encounter_id": "$response.body#/id"}
     line = schema["paths"][f"{API}/encounters/{{encounter_id}}/codes"]["post"]["responses"]["201"]["links"]
-    assert line["ChangeCode"]["parameters"]["header.If-Match"] == "$response.body#/version"
+    assert line["ChangeCode"]["parameters"]["header.If-Match"] == "$response.header.ETag"
     for _m, _p, op in operations(schema):
         for response in op["responses"].values():
             for link in response.get("links", {}).values():

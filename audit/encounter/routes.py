@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import ConfigDict, Field
 from sqlmodel import Session
 
@@ -55,6 +55,16 @@ def line_out(line: CodeLine, findings: list[dict[str, Any]] | None = None) -> Co
     return out
 
 
+def with_etag(response: Response, out: CodeLineOut) -> CodeLineOut:
+    """The line's version as its entity tag: what a later PATCH sends back as If-Match."""
+    response.headers["ETag"] = f'"{out.version}"'
+    return out
+
+
+ETAG = {"ETag": {"description": 'The line\'s version, quoted (`"3"`): send it as If-Match to change the line',
+                 "schema": {"type": "string"}}}  # fmt: skip
+
+
 @router.post(
     "", response_model=EncounterOut, status_code=status.HTTP_201_CREATED, responses=error_responses(409)
 )
@@ -104,14 +114,23 @@ def get_encounter(session: SessionDep, user: UserDep, encounter_id: str) -> Enco
     return encounter_out(session, service.read_encounter(session, user=user, encounter_id=encounter_id))
 
 
-@router.post("/{encounter_id}/codes", response_model=CodeLineOut, status_code=status.HTTP_201_CREATED)
-def add_code(session: SessionDep, user: UserDep, encounter_id: str, data: CodeLineCreate) -> CodeLineOut:
+@router.post(
+    "/{encounter_id}/codes",
+    response_model=CodeLineOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={201: {"headers": ETAG}},
+)
+def add_code(
+    session: SessionDep, user: UserDep, encounter_id: str, data: CodeLineCreate, response: Response
+) -> CodeLineOut:
     result = codes.add_code(session, user=user, encounter_id=encounter_id, data=data)
-    return line_out(result.line, result.findings)
+    return with_etag(response, line_out(result.line, result.findings))
 
 
 @router.patch(
-    "/{encounter_id}/codes/{line_id}", response_model=CodeLineOut, responses=error_responses(409, 412, 428)
+    "/{encounter_id}/codes/{line_id}",
+    response_model=CodeLineOut,
+    responses={**error_responses(409, 412, 428), 200: {"headers": ETAG}},
 )
 def change_code(
     session: SessionDep,
@@ -119,12 +138,13 @@ def change_code(
     encounter_id: str,
     line_id: str,
     data: CodeLinePatch,
+    response: Response,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> CodeLineOut:
     result = codes.change_code(
         session, user=user, encounter_id=encounter_id, line_id=line_id, if_match=if_match, data=data
     )
-    return line_out(result.line, result.findings)
+    return with_etag(response, line_out(result.line, result.findings))
 
 
 @router.post(

@@ -79,6 +79,17 @@ def test_add_change_void_and_history_shows_everything(client: TestClient, settin
         assert entry["policy"]["version"] and entry["policy"]["rule_ids"]
 
 
+def test_the_etag_of_a_line_is_what_if_match_sends_back(client: TestClient, setting: dict[str, Any]) -> None:
+    eid, hc = setting["encounter"]["id"], setting["hc"]
+    added = client.post(f"{API}/encounters/{eid}/codes", json={"system": "CPT", "code": "99213"}, headers=hc)
+    assert added.status_code == 201 and added.headers["ETag"] == '"1"'
+    url = f"{API}/encounters/{eid}/codes/{added.json()['id']}"
+    changed = client.patch(url, json={"units": 2}, headers={**hc, "If-Match": added.headers["ETag"]})
+    assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' == f'"{changed.json()["version"]}"'
+    again = client.patch(url, json={"units": 3}, headers={**hc, "If-Match": changed.headers["ETag"]})
+    assert again.status_code == 200 and again.headers["ETag"] == '"3"'
+
+
 def test_stale_if_match_gets_412_and_changes_nothing(client: TestClient, setting: dict[str, Any]) -> None:
     eid, hc = setting["encounter"]["id"], setting["hc"]
     line = client.post(
