@@ -148,14 +148,15 @@ def change_code(
 
 
 @router.post(
-    "/{encounter_id}/codes/{line_id}/void", response_model=CodeLineOut, responses=error_responses(409)
+    "/{encounter_id}/codes/{line_id}/void",
+    response_model=CodeLineOut,
+    responses={**error_responses(409), 200: {"headers": ETAG}},
 )
 def void_code(
-    session: SessionDep, user: UserDep, encounter_id: str, line_id: str, data: ReasonIn
+    session: SessionDep, user: UserDep, encounter_id: str, line_id: str, data: ReasonIn, response: Response
 ) -> CodeLineOut:
-    return line_out(
-        codes.void_code(session, user=user, encounter_id=encounter_id, line_id=line_id, data=data).line
-    )
+    voided = codes.void_code(session, user=user, encounter_id=encounter_id, line_id=line_id, data=data)
+    return with_etag(response, line_out(voided.line))
 
 
 @router.get("/{encounter_id}/history", response_model=list[HistoryEntry])

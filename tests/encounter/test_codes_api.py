@@ -88,6 +88,8 @@ def test_the_etag_of_a_line_is_what_if_match_sends_back(client: TestClient, sett
     assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' == f'"{changed.json()["version"]}"'
     again = client.patch(url, json={"units": 3}, headers={**hc, "If-Match": changed.headers["ETag"]})
     assert again.status_code == 200 and again.headers["ETag"] == '"3"'
+    voided = client.post(f"{url}/void", json={"reason": "entered on the wrong encounter"}, headers=hc)
+    assert voided.status_code == 200 and voided.headers["ETag"] == f'"{voided.json()["version"]}"'
 
 
 def test_stale_if_match_gets_412_and_changes_nothing(client: TestClient, setting: dict[str, Any]) -> None:
