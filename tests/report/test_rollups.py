@@ -192,15 +192,20 @@ def test_the_migration_fills_the_roll_ups_from_existing_data(fresh_db_url: str) 
     upgrade(fresh_db_url)
 
 
-def test_the_dashboard_aging_chart_from_roll_ups_equals_the_report(
-    org: Org, session: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    u, now = org.users, utcnow()
-    scopes = [
+def three_scopes(org: Org) -> list[ReadScope]:
+    """Compliance over everything, compliance narrowed to a provider and a month, and an auditor."""
+    u = org.users
+    return [
         ReadScope("c", None),
         ReadScope("c", None, narrow=Area.of(today() - timedelta(days=30), today(), [u["P1"].id])),
         ReadScope("a", (Area.of(today() - timedelta(days=60), today(), [u["P2"].id]),)),
     ]
+
+
+def test_the_dashboard_aging_chart_from_roll_ups_equals_the_report(
+    org: Org, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now, scopes = utcnow(), three_scopes(org)
     fast = [dashboard.aging_buckets(session, scope, now) for scope in scopes]
     assert sum(fast[0].values()) == 3 + 4  # E1 amended, E3 and E5 open; four imported, open
     monkeypatch.setattr(dashboard, "by_provider_and_day", lambda f: False)
@@ -210,12 +215,7 @@ def test_the_dashboard_aging_chart_from_roll_ups_equals_the_report(
 def test_the_em_distribution_from_roll_ups_equals_the_group_by(
     org: Org, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    u, now = org.users, utcnow()
-    scopes = [
-        ReadScope("c", None),
-        ReadScope("c", None, narrow=Area.of(today() - timedelta(days=30), today(), [u["P1"].id])),
-        ReadScope("a", (Area.of(today() - timedelta(days=60), today(), [u["P2"].id]),)),
-    ]
+    now, scopes = utcnow(), three_scopes(org)
     fast = [queries.em_distribution(session, scope, now).main.rows for scope in scopes]
     assert sum(r[5] for r in fast[0]) >= 7  # lines per (provider, code) in the whole organisation
     monkeypatch.setattr(queries, "by_provider_and_day", lambda f: False)
