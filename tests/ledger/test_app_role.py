@@ -200,7 +200,10 @@ def _password(c: Ctx) -> Expect:
 
 def _code(c: Ctx) -> Expect:
     line = c.rng.choice(c.ids("code_line"))
-    c.conn.execute(text("UPDATE code_line SET code = '99215', units = 3 WHERE id = :id"), {"id": line})
+    code, units = c.conn.execute(text("SELECT code, units FROM code_line WHERE id = :id"), {"id": line}).one()
+    # always a different code and units: a line already billed as 99215 once made this a units-only change
+    changed = {"id": line, "code": "99214" if code == "99215" else "99215", "units": units + 2}
+    c.conn.execute(text("UPDATE code_line SET code = :code, units = :units WHERE id = :id"), changed)
     return row("code_line", line, "code")
 
 
