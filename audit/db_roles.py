@@ -23,6 +23,7 @@ from audit.errors import InvalidInput
 
 APPEND_ONLY = ("ledger_event", "checkpoint")
 INSERT_ONLY = (
+    "change_after_attestation",  # kept by the ledger writer; `audit verify` compares it with the ledger
     "encounter_note",
     "merkle_frontier",
     "encounter_supervisor",

@@ -321,6 +321,7 @@ from audit.coding_audit.models import (  # noqa: E402
     FindingResponse,
 )
 from audit.ledger.models import (  # noqa: E402
+    ChangeAfterAttestation,
     RollupDenied,
     RollupProviderDay,
     RollupProviderDayAuthor,
@@ -329,7 +330,7 @@ from audit.ledger.models import (  # noqa: E402
 from audit.user.models import SigninBackoff, SigninBurst  # noqa: E402
 
 __all__ = [
-    "AuditFinding", "AuditFollowUp", "AuditSignature", "CodeSetCode", "CodeSetRelease", "CodingAudit",
-    "FindingResponse", "MueLimit", "NcciPtpEdit", "RollupDenied", "RollupProviderDay",
-    "RollupProviderDayAuthor", "RollupProviderDayCode", "SigninBackoff", "SigninBurst",
+    "AuditFinding", "AuditFollowUp", "AuditSignature", "ChangeAfterAttestation", "CodeSetCode",
+    "CodeSetRelease", "CodingAudit", "FindingResponse", "MueLimit", "NcciPtpEdit", "RollupDenied",
+    "RollupProviderDay", "RollupProviderDayAuthor", "RollupProviderDayCode", "SigninBackoff", "SigninBurst",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.errors import DomainError
-from audit.ledger import rollups
+from audit.ledger import changes, rollups
 from audit.ledger.chain import (
     ZERO_HASH,
     StoredEvent,
@@ -102,6 +102,7 @@ def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
         rows.append(_row(body, ts, payload, leaf, prev_chain))
     session.execute(insert(LEDGER), rows)
     rollups.record(session, log_id, rows)  # the report roll-ups, in the same transaction
+    changes.record(session, log_id, rows)  # and the changes after attestation
     session.info[APPENDED] = True
     return list(range(prev_seq - len(rows) + 1, prev_seq + 1))
 

@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.db import metadata, read_snapshot
-from audit.ledger import checkpoints, rollups
+from audit.ledger import changes, checkpoints, rollups
 from audit.ledger import service as ledger
 from audit.ledger.chain import ZERO_HASH, ChainWalker, parse_payload
 from audit.ledger.checkpoint import CheckpointError
@@ -184,6 +184,7 @@ def _verify(session: Session, checks: str) -> Verification:
             found.add(reconciliation.missing(table))
         found.add(reconciliation.tokens(_table_rows(session, "api_token", TOKEN_COLUMNS)))
         found.add(rollups.problems(session, log_id))
+        found.add(changes.problems(session, log_id))
         unreconciled = reconciliation.unreconciled()
         clock.lap("reconcile")
     first_bad = chain.first_bad_seq if not chain.ok else found.first_seq

@@ -15,15 +15,16 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, exists, func, literal, select, true
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from audit.config import get_settings
 from audit.errors import InvalidInput
 from audit.ledger import checkpoints, rollups
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
-from audit.models import EncounterNote, utcnow
+from audit.models import ChangeAfterAttestation, EncounterNote, utcnow
 from audit.policy.filters import by_provider_and_day, encounter_clause, event_clause, rollup_clause
 from audit.policy.guard import Target
 from audit.policy.scope import ReadScope
@@ -34,9 +35,10 @@ from audit.report.listing import Column, Listing, Page, PageRequest
 from audit.report.queries import AGING_BUCKETS, REPORTS, code_text, refused
 from audit.report.schemas import Report, Section
 from audit.report.service import authorize_report
-from audit.report.sql import ATT, CODE_EVENTS, ENC, LED, USR, in_log
+from audit.report.sql import ATT, ENC, LED, USR, in_log
 
 NOTE = EncounterNote.__table__  # type: ignore[attr-defined]
+CAA = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 RESOLVE = "encounter.resolve_flag"
 CHART_WEEKS = 12
 
@@ -59,28 +61,20 @@ def _payload(row: dict[str, Any]) -> dict[str, Any]:
 # --- changes after attestation -------------------------------------------------------------------------
 
 
-def _attested_before() -> Any:
-    """An allowed attestation of the event's encounter earlier in the log (the index on
-    (encounter_id, type, outcome, log_id, seq) answers it per event)."""
-    att = LED.alias("earlier_attest")
-    return exists().where(
-        att.c.encounter_id == LED.c.encounter_id, att.c.type == "encounter.attest",
-        att.c.outcome == "allowed", att.c.log_id == LED.c.log_id, att.c.seq < LED.c.seq,
-    )  # fmt: skip
-
-
 def _since(column: Any, since: datetime | None) -> Any:
     return column >= since if since is not None else true()
 
 
 def _changes_query(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    """The changes after attestation (audit.ledger.changes keeps their keys), each with its ledger
+    event, encounter and people."""
     provider, actor = aliased(USR), aliased(USR)
     return (
         select(
-            LED.c.seq.label("at"),
-            LED.c.ts.label("ts"),
+            CAA.c.seq.label("at"),
+            CAA.c.ts.label("ts"),
             LED.c.type.label("type"),
-            LED.c.encounter_id.label("encounter_id"),
+            CAA.c.encounter_id.label("encounter_id"),
             ENC.c.external_id.label("external_id"),
             ENC.c.date_of_service.label("date_of_service"),
             provider.c.display_name.label("provider"),
@@ -89,18 +83,22 @@ def _changes_query(session: Session, f: ReadScope, today: date, since: datetime 
             LED.c.payload,
         )
         .select_from(
-            LED.join(ENC, ENC.c.id == LED.c.encounter_id)
+            CAA.join(LED, and_(LED.c.log_id == CAA.c.log_id, LED.c.seq == CAA.c.seq))
+            .join(ENC, ENC.c.id == CAA.c.encounter_id)
             .outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id)
             .outerjoin(actor, actor.c.id == LED.c.actor_id)
         )
-        .where(
-            in_log(),
-            LED.c.type.in_(CODE_EVENTS),
-            LED.c.outcome == "allowed",
-            _since(LED.c.ts, since),
-            encounter_clause(f),
-            _attested_before(),
-        )
+        .where(CAA.c.log_id == get_settings().log_id, _since(CAA.c.ts, since), encounter_clause(f))
+    )
+
+
+def _changes_per_day(session: Session, f: ReadScope, since: datetime) -> Any:
+    day = _day(session, CAA.c.ts)
+    return (
+        select(day, func.count())
+        .select_from(CAA.join(ENC, ENC.c.id == CAA.c.encounter_id))
+        .where(CAA.c.log_id == get_settings().log_id, CAA.c.ts >= since, encounter_clause(f))
+        .group_by(day)
     )
 
 
@@ -437,10 +435,7 @@ def _per_day(session: Session, stmt: Any) -> dict[date, float]:
 def dashboard_charts(session: Session, f: ReadScope, now: datetime, em: Report) -> list[Chart]:
     since = now - timedelta(weeks=CHART_WEEKS)
     today = now.date()
-    changes = _changes_query(session, f, today).where(LED.c.ts >= since).subquery()
-    per_day = _per_day(
-        session, select(_day(session, changes.c.ts), func.count()).group_by(_day(session, changes.c.ts))
-    )
+    per_day = _per_day(session, _changes_per_day(session, f, since))
     day = _day(session, LED.c.ts)
     refused_per_day = (
         select(day, LED.c.outcome, func.count())

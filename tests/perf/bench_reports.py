@@ -37,7 +37,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
-from audit.ledger import rollups
+from audit.ledger import changes, rollups
 from audit.ledger.chain import ZERO_HASH, canonical_json, chain_hash, leaf_hash, rfc3339
 from audit.report.sql import ATT, ENC, LED, LINE, USR
 from tests.perf import table
@@ -319,6 +319,7 @@ def build(engine: Engine, n_encounters: int, n_events: int) -> float:
     loader.flush()
     with engine.begin() as conn:
         rollups.rebuild(conn, LOG)
+        changes.rebuild(conn, LOG)
         conn.execute(text("ANALYZE"))
     return time.perf_counter() - start
 
