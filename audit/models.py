@@ -233,6 +233,8 @@ class Attestation(SQLModel, table=True):
     __table_args__ = (
         Index("ix_attestation_encounter_status", "encounter_id", "status"),
         Index("ix_attestation_encounter_status_late", "encounter_id", "status", "late"),
+        # The dashboard's late signatures, newest first (a range instead of a scan of every signature)
+        Index("ix_attestation_late_signed_at", "late", "signed_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

@@ -1,4 +1,4 @@
-"""Changes after attestation, kept with the events
+"""Changes after attestation, kept with the events; late signatures by time
 
 Revision ID: 0016_change_after_attestation
 Revises: 0015_rollup_em
@@ -9,6 +9,9 @@ testing every code event of its window against the encounter's earlier attestati
 1.03 s view at 1,000,000 events. This table holds those events' keys (log, seq) with their time and
 encounter, kept by the ledger writer in the appending transaction (audit.ledger.changes) and compared
 with the ledger by `audit verify`. The upgrade fills it with the same SELECT, in SQL.
+
+The dashboard's late signatures of the last days scanned every attestation (0.09-0.15 s at 160,000);
+an index on (late, signed_at) makes them a range.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("log_id", "seq", name=op.f("pk_change_after_attestation")),
     )
     op.create_index("ix_change_after_attestation_ts", "change_after_attestation", ["log_id", "ts"])
+    op.create_index("ix_attestation_late_signed_at", "attestation", ["late", "signed_at"])
     op.execute(
         "INSERT INTO change_after_attestation (log_id, seq, ts, encounter_id) "
         "SELECT e.log_id, e.seq, e.ts, e.encounter_id FROM ledger_event e "
@@ -46,4 +50,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attestation_late_signed_at", table_name="attestation")
     op.drop_table("change_after_attestation")

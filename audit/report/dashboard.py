@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import True_
 from sqlmodel import Session
 
 from audit.config import get_settings
@@ -31,7 +32,7 @@ from audit.policy.scope import ReadScope
 from audit.principal import CurrentUser
 from audit.report import figures
 from audit.report.charts import Chart
-from audit.report.listing import Column, Listing, Page, PageRequest
+from audit.report.listing import Column, Group, Listing, Page, PageRequest
 from audit.report.queries import AGING_BUCKETS, REPORTS, code_text, refused
 from audit.report.schemas import Report, Section
 from audit.report.service import authorize_report
@@ -92,6 +93,20 @@ def _changes_query(session: Session, f: ReadScope, today: date, since: datetime 
     )
 
 
+def _changes_counted(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    """The same changes as `_changes_query`, without the joins that only add columns."""
+    stmt = select(CAA.c.ts).where(CAA.c.log_id == get_settings().log_id, _since(CAA.c.ts, since))
+    return _in_scope(stmt, f, CAA.c.encounter_id)
+
+
+def _in_scope(stmt: Any, f: ReadScope, encounter_id: Any) -> Any:
+    """`stmt` cut to the scope's encounters; with no joined encounter when the scope is everything."""
+    clause = encounter_clause(f)
+    if isinstance(clause, True_):
+        return stmt
+    return stmt.join(ENC, ENC.c.id == encounter_id).where(clause)
+
+
 def _changes_per_day(session: Session, f: ReadScope, since: datetime) -> Any:
     day = _day(session, CAA.c.ts)
     return (
@@ -126,6 +141,7 @@ CHANGES = Listing(
     _changes_query,
     "at",
     shape=_changes_shape,
+    counter=_changes_counted,
 )
 
 
@@ -157,6 +173,13 @@ def _late_query(session: Session, f: ReadScope, today: date, since: datetime | N
     )
 
 
+def _late_counted(session: Session, f: ReadScope, today: date, since: datetime | None = None) -> Any:
+    """The same late attestations as `_late_query`, without the joins that only add columns (with the
+    whole scope, a count of the (late, signed_at) index alone)."""
+    stmt = select(ATT.c.signed_at).where(ATT.c.late.is_(True), _since(ATT.c.signed_at, since))
+    return _in_scope(stmt, f, ATT.c.encounter_id)
+
+
 LATE = Listing(
     "late",
     "Late attestations",
@@ -174,6 +197,7 @@ LATE = Listing(
     _late_query,
     "signed_at",
     tiebreak="attestation_id",
+    counter=_late_counted,
 )
 
 
@@ -202,6 +226,38 @@ def _aging_shape(today: date) -> Any:
     return shape
 
 
+def _aging_groups(session: Session, f: ReadScope, sort: str, desc: bool) -> list[Group] | None:
+    """Unattested encounters grouped by what the page sorts on (the provider's name or NPI, or the
+    status), counted from the roll-ups, in the database's own order of the sort values."""
+    if sort not in ("provider", "npi", "status") or not by_provider_and_day(f):
+        return None
+    per = rollups.PER_DAY
+    where = rollup_clause(f, per.c.provider_id, per.c.day)
+    if sort == "status":
+        open_, amended = session.execute(
+            select(func.sum(per.c.unattested), func.sum(per.c.amended)).where(where)
+        ).one()
+        groups = [(ENC.c.status == "amended", int(amended or 0)), (ENC.c.status == "open", int(open_ or 0))]
+        return groups[::-1] if desc else groups
+    waiting = per.c.unattested + per.c.amended
+    counts = {p: int(n) for p, n in session.execute(
+        select(per.c.provider_id, func.sum(waiting)).where(where, waiting > 0).group_by(per.c.provider_id)
+    )}  # fmt: skip
+    value = USR.c.display_name if sort == "provider" else USR.c.npi
+    ordered = session.execute(
+        select(USR.c.id, value).where(USR.c.id.in_(counts)).order_by(value.desc() if desc else value.asc())
+    ).all()
+    if len(ordered) != len(counts):
+        return None  # a provider of record with no user row: the plain ORDER BY places it
+    same: list[tuple[Any, list[str]]] = []  # providers with equal values share one group
+    for uid, v in ordered:
+        if same and same[-1][0] == v:
+            same[-1][1].append(uid)
+        else:
+            same.append((v, [uid]))
+    return [(ENC.c.rendering_provider_id.in_(ids), sum(counts[i] for i in ids)) for _, ids in same]
+
+
 def aging_listing(today: date) -> Listing:
     return Listing(
         "aging",
@@ -221,6 +277,7 @@ def aging_listing(today: date) -> Listing:
         tiebreak="encounter_id",
         shape=_aging_shape(today),
         sort_alias={"days": ("date_of_service", True)},
+        groups=_aging_groups,
     )
 
 
@@ -330,8 +387,11 @@ FLAGS = Listing(
 
 def listings(today: date, since: datetime | None = None) -> dict[str, Listing]:
     """The lists; `since` limits changes, late attestations and attempts to events from then on."""
-    windowed = [replace(x, query=partial(q, since=since)) for x, q in
-                ((CHANGES, _changes_query), (LATE, _late_query), (ATTEMPTS, _attempts_query))]  # fmt: skip
+    windowed = [
+        replace(x, query=partial(q, since=since), counter=partial(c, since=since) if c else None)
+        for x, q, c in ((CHANGES, _changes_query, _changes_counted), (LATE, _late_query, _late_counted),
+                        (ATTEMPTS, _attempts_query, None))
+    ]  # fmt: skip
     return {x.key: x for x in (*windowed, aging_listing(today), FLAGS)}
 
 
@@ -432,7 +492,9 @@ def _per_day(session: Session, stmt: Any) -> dict[date, float]:
     return out
 
 
-def dashboard_charts(session: Session, f: ReadScope, now: datetime, em: Report) -> list[Chart]:
+def dashboard_charts(
+    session: Session, f: ReadScope, now: datetime, em: Report, buckets: dict[str, float]
+) -> list[Chart]:
     since = now - timedelta(weeks=CHART_WEEKS)
     today = now.date()
     per_day = _per_day(session, _changes_per_day(session, f, since))
@@ -448,7 +510,6 @@ def dashboard_charts(session: Session, f: ReadScope, now: datetime, em: Report) 
         (failed if outcome == "failed" else denied)[
             d if isinstance(d, date) else date.fromisoformat(str(d))
         ] += n
-    buckets = aging_buckets(session, f, now)
     return [
         figures.changes_per_week(per_day, until=today),
         figures.aging_chart(buckets),
@@ -464,19 +525,27 @@ def aging_buckets(session: Session, f: ReadScope, now: datetime) -> dict[str, fl
         aging = REPORTS["unattested-aging"](session, f, now)
         cols = aging.main.columns
         return {b: float(sum(r[cols.index(b)] for r in aging.main.rows)) for b in figures.AGING_LABELS}
-    day, today = rollups.PER_DAY, now.date()
-    bucket = case(
-        *[(day.c.day >= today - timedelta(days=n), label) for label, n in AGING_BUCKETS], else_=literal("61+")
-    )
-    stmt = (
-        select(bucket, func.sum(day.c.unattested + day.c.amended))
-        .where(rollup_clause(f, day.c.provider_id, day.c.day))
-        .group_by(bucket)
-    )
+    per, today = rollups.PER_DAY, now.date()
+    waiting = func.sum(per.c.unattested + per.c.amended)
+    where = rollup_clause(f, per.c.provider_id, per.c.day)
+    # The recent days one by one (a range of a few thousand rows), then everything older as the
+    # rest of the total: one comparison per row instead of a CASE over the whole table.
+    first_day = today - timedelta(days=AGING_BUCKETS[-1][1])
+    recent = select(per.c.day, waiting).where(where, per.c.day >= first_day).group_by(per.c.day)
     out = dict.fromkeys(figures.AGING_LABELS, 0.0)
-    for label, n in session.execute(stmt):
-        out[label] += float(n or 0)
+    for day, n in session.execute(recent):
+        out[aging_bucket(today, rollups.as_day(day))] += float(n or 0)
+    total = float(session.execute(select(waiting).where(where)).scalar_one() or 0)
+    out["61+"] = total - sum(out.values())
     return out
+
+
+def aging_bucket(today: date, date_of_service: date) -> str:
+    """The bucket of unattested-aging's CASE (report.queries) a date of service falls in."""
+    for label, days in AGING_BUCKETS:
+        if date_of_service >= today - timedelta(days=days):
+            return label
+    return "61+"
 
 
 def _em_for(report: Report, provider_id: str | None) -> Report:
@@ -547,8 +616,10 @@ def build_dashboard(session: Session, *, user: CurrentUser, req: DashboardReques
     now = utcnow()
     today = now.date()
     since = now - timedelta(days=req.recent_days) if req.recent_days else None
+    buckets = aging_buckets(session, scope, now)
+    known = {"aging": int(sum(buckets.values()))}  # every unattested encounter is in one bucket
     lists: dict[str, Page] = {
-        key: listing.page(session, scope, today, req.pages.get(key, PageRequest()))
+        key: listing.page(session, scope, today, req.pages.get(key, PageRequest()), total=known.get(key))
         for key, listing in listings(today, since).items()
     }
     lists["codes"] = codes_page(session, scope, now, req.pages.get("codes", PageRequest()))
@@ -560,7 +631,7 @@ def build_dashboard(session: Session, *, user: CurrentUser, req: DashboardReques
         counts=counts,
         lists=lists,
         ledger=ledger_state(session),
-        charts=dashboard_charts(session, scope, now, _em_for(em, req.em_provider_id)),
+        charts=dashboard_charts(session, scope, now, _em_for(em, req.em_provider_id), buckets),
         filters=scope.as_dict(),
         em_providers=_em_providers(em),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlmodel import Session
 
 from audit.config import get_settings
@@ -17,9 +17,10 @@ from audit.ledger.problems import ROLLUP
 from audit.ledger.verification import verify_ledger
 from audit.migrate import downgrade, upgrade
 from audit.models import LedgerEvent
+from tests.report import test_rollups
 from tests.report.scenario import Org
-from tests.report.test_rollups import org  # noqa: F401  (the fixture: codes, attestations, changes, imports)
 
+org = test_rollups.org  # the fixture: codes, attestations, changes after them, denied attempts, an import
 PREVIOUS = "0015_rollup_em"
 
 
@@ -83,9 +84,9 @@ def test_verify_names_a_forged_or_missing_change(org: Org, session: Session, how
 
 
 EVENT = (
-    "INSERT INTO ledger_event (log_id, seq, event_id, ts, type, actor_id, encounter_id, provider_id, outcome, "
-    "payload, leaf_hash, chain_hash) VALUES (:log, :seq, :eid, :ts, :type, 'k1', :enc, 'u1', :outcome, :blob, "
-    ":blob, :blob)"
+    "INSERT INTO ledger_event (log_id, seq, event_id, ts, type, actor_id, encounter_id, provider_id, "
+    "outcome, payload, leaf_hash, chain_hash) VALUES (:log, :seq, :eid, :ts, :type, 'k1', :enc, 'u1', "
+    ":outcome, :blob, :blob, :blob)"
 )
 
 
@@ -94,8 +95,9 @@ def test_the_migration_fills_the_table_from_existing_events(fresh_db_url: str) -
     allowed one, then an allowed and a denied change, and a change of an encounter never attested."""
     upgrade(fresh_db_url, PREVIOUS)
     events = [
-        ("code.add", "allowed", "e1"), ("encounter.attest", "denied", "e1"), ("code.change", "allowed", "e1"),
-        ("encounter.attest", "allowed", "e1"), ("code.change", "allowed", "e1"), ("code.void", "denied", "e1"),
+        ("code.add", "allowed", "e1"), ("encounter.attest", "denied", "e1"),
+        ("code.change", "allowed", "e1"), ("encounter.attest", "allowed", "e1"),
+        ("code.change", "allowed", "e1"), ("code.void", "denied", "e1"),
         ("code.add", "allowed", "e2"), ("code.void", "allowed", "e1"),
     ]  # fmt: skip
     engine = make_engine(fresh_db_url)
@@ -114,6 +116,8 @@ def test_the_migration_fills_the_table_from_existing_events(fresh_db_url: str) -
             (7, "e1", "2026-01-05 10:00:07"),
         ]
         assert list(changes.problems(conn, _log_id())) == []
+        late_index = {ix["name"] for ix in inspect(conn).get_indexes("attestation")}
+        assert "ix_attestation_late_signed_at" in late_index
     engine.dispose()
     downgrade(fresh_db_url, PREVIOUS)
     upgrade(fresh_db_url)

@@ -5,11 +5,12 @@ report from the GROUP BYs for every kind of scope, and `audit verify` names a fo
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -21,10 +22,11 @@ from audit.ledger import rollups
 from audit.ledger.problems import ROLLUP
 from audit.ledger.verification import verify_ledger
 from audit.migrate import downgrade, upgrade
-from audit.models import utcnow
+from audit.models import User, utcnow
 from audit.policy.scope import Area, ReadScope
 from audit.principal import host_operator
 from audit.report import dashboard, queries, responsibility
+from audit.report.listing import PageRequest
 from audit.report.schemas import Report
 from tests.conftest import People
 from tests.imports.test_import_service import as_csv
@@ -220,3 +222,42 @@ def test_the_em_distribution_from_roll_ups_equals_the_group_by(
     assert sum(r[5] for r in fast[0]) >= 7  # lines per (provider, code) in the whole organisation
     monkeypatch.setattr(queries, "by_provider_and_day", lambda f: False)
     assert fast == [queries.em_distribution(session, scope, now).main.rows for scope in scopes]
+
+
+def test_the_dashboard_counts_equal_a_count_of_its_lists(org: Org, session: Session) -> None:
+    """The narrower count of changes and late signatures, and the aging buckets' total, are the
+    number of rows each list's own query finds, for every kind of scope and window."""
+    now, day = utcnow(), today()
+    for scope in three_scopes(org):
+        for since in (None, now - timedelta(days=1)):
+            for key, listing in dashboard.listings(day, since).items():
+                rows = listing.query(session, scope, day).subquery()
+                assert (
+                    listing.count(session, scope, day)
+                    == session.execute(select(func.count()).select_from(rows)).scalar_one()
+                ), (key, scope, since)
+        aging = dashboard.listings(day)["aging"].count(session, scope, day)
+        assert sum(dashboard.aging_buckets(session, scope, now).values()) == aging, scope
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_aging_pages_walked_by_group_equal_one_order_by(org: Org, session: Session, tied: bool) -> None:
+    """Sorted by provider, NPI or status, the aging list reads only the groups a page covers; every
+    page equals the same page of one ORDER BY over all rows, ties between providers included."""
+    if tied:  # two providers of the same name and NPI: their encounters interleave by id
+        p1, users = org.users["P1"], User.__table__  # type: ignore[attr-defined]
+        same = {"display_name": p1.display_name, "npi": p1.npi}
+        session.execute(update(users).where(users.c.id == org.users["P2"].id).values(**same))
+    day = today()
+    walked = dashboard.listings(day)["aging"]
+    plain = replace(walked, groups=None)
+    for scope in three_scopes(org):
+        for sort in ("provider", "npi", "status"):
+            for desc in (False, True):
+                req = PageRequest(sort=sort, desc=desc, size=2)
+                assert walked.groups and walked.groups(session, scope, sort, desc) is not None
+                pages = [walked.page(session, scope, day, replace(req, page=n)) for n in range(1, 7)]
+                ordered = [plain.page(session, scope, day, replace(req, page=n)) for n in range(1, 7)]
+                assert [p.rows for p in pages] == [p.rows for p in ordered], (scope, sort, desc)
+                assert [p.total for p in pages] == [p.total for p in ordered]
+        assert sum(len(p.rows) for p in pages) == pages[0].total
