@@ -88,7 +88,10 @@ class ChangeAfterAttestation(SQLModel, table=True):
     of each event is read from the ledger row by its key."""
 
     __tablename__ = "change_after_attestation"
-    __table_args__ = (Index("ix_change_after_attestation_ts", "log_id", "ts"),)
+    __table_args__ = (
+        Index("ix_change_after_attestation_ts", "log_id", "ts"),
+        Index("ix_change_after_attestation_encounter", "encounter_id"),  # the roll-ups count them per key
+    )
 
     log_id: str = Field(sa_column=Column(String(64), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

@@ -42,6 +42,7 @@ from sqlmodel import Session
 
 from audit.ledger.models import (
     EM_CODES,
+    ChangeAfterAttestation,
     RollupDenied,
     RollupProviderDay,
     RollupProviderDayAuthor,
@@ -58,6 +59,7 @@ PER_DAY: Table = RollupProviderDay.__table__  # type: ignore[attr-defined]
 PER_AUTHOR: Table = RollupProviderDayAuthor.__table__  # type: ignore[attr-defined]
 DENIED: Table = RollupDenied.__table__  # type: ignore[attr-defined]
 PER_CODE: Table = RollupProviderDayCode.__table__  # type: ignore[attr-defined]
+CHANGES: Table = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 
 CODE_EVENTS = ("code.add", "code.change", "code.void")
 COUNTS = ("encounters", "attested", "unattested", "amended", "attested_late", "changes_after_attestation")
@@ -112,9 +114,13 @@ def _chunks(keys: Iterable[Key] | None) -> Iterator[list[Key] | None]:
 # --- the GROUP BYs ---------------------------------------------------------------------------------------
 
 
-def encounter_counts(db: Db, log_id: str, keys: Sequence[Key] | None = None) -> dict[Key, dict[str, int]]:
+def encounter_counts(
+    db: Db, log_id: str, keys: Sequence[Key] | None = None, *, kept: bool = False
+) -> dict[Key, dict[str, int]]:
     """Per (provider, date of service): encounters by status, late valid attestations and allowed code
-    events after the encounter's first allowed attestation (all keys, or only `keys`)."""
+    events after the encounter's first allowed attestation (all keys, or only `keys`). The changes are
+    counted from the ledger, or with `kept` (the writer's refresh) from `change_after_attestation`,
+    which verification compares with the ledger: a few rows instead of every event of the key."""
     provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
     where = _keyed(provider, dos, keys)
     out: dict[Key, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
@@ -135,7 +141,7 @@ def encounter_counts(db: Db, log_id: str, keys: Sequence[Key] | None = None) -> 
     )
     for p, d, n in db.execute(late):
         out[(p, as_day(d))]["attested_late"] = n
-    for p, d, n in db.execute(_changes_after(log_id, where)):
+    for p, d, n in db.execute(_changes_kept(log_id, where) if kept else _changes_after(log_id, where)):
         out[(p, as_day(d))]["changes_after_attestation"] = n
     return {k: v for k, v in out.items() if v["encounters"]}
 
@@ -156,6 +162,16 @@ def _changes_after(log_id: str, where: ColumnElement[bool]) -> Any:
         .select_from(first.join(LED, later))
         .where(LED.c.log_id == log_id, LED.c.type.in_(CODE_EVENTS), LED.c.outcome == "allowed")
         .group_by(first.c.provider_id, first.c.dos)
+    )
+
+
+def _changes_kept(log_id: str, where: ColumnElement[bool]) -> Any:
+    provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
+    return (
+        select(provider, dos, func.count())
+        .select_from(CHANGES.join(ENC, ENC.c.id == CHANGES.c.encounter_id))
+        .where(CHANGES.c.log_id == log_id, where)
+        .group_by(provider, dos)
     )
 
 
@@ -316,7 +332,8 @@ def _refresh(db: Db, log_id: str, keys: set[Key]) -> None:
             continue
         for table in (PER_DAY, PER_AUTHOR, PER_CODE):
             db.execute(delete(table).where(_keyed(table.c.provider_id, table.c.day, chunk)))
-        _write(db, encounter_counts(db, log_id, chunk), author_lines(db, chunk), em_lines(db, chunk))
+        counts = encounter_counts(db, log_id, chunk, kept=True)
+        _write(db, counts, author_lines(db, chunk), em_lines(db, chunk))
 
 
 def _bump(db: Db, key: DeniedKey, n: int) -> None:
