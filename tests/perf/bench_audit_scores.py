@@ -24,6 +24,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("AUDIT_ENV", "test")
@@ -51,17 +52,20 @@ def _uid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+def table(model: type) -> Any:
+    """A model's Core table (SQLModel declares `__table__` at run time only)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
 def build(engine: Engine) -> None:
     rng = random.Random(13)
     with engine.begin() as conn:
-        if conn.execute(
-            select(CodingAudit.__table__.c.id).where(CodingAudit.__table__.c.id == AUDIT_ID)
-        ).first():
+        if conn.execute(select(table(CodingAudit).c.id).where(table(CodingAudit).c.id == AUDIT_ID)).first():
             return  # built by an earlier run
         users = [{"id": _uid(rng), "username": f"bench.u{i}", "display_name": f"User {i}",
                   "password_hash": "x", "roles": ["provider" if i < 40 else "coder"], "created_at": NOW}
                  for i in range(60)]  # fmt: skip
-        conn.execute(insert(User.__table__), users)
+        conn.execute(insert(table(User)), users)
         providers, coders = [u["id"] for u in users[:40]], [u["id"] for u in users[40:]]
         encounters, lines, findings = [], [], []
         for i in range(ENCOUNTERS):
@@ -88,15 +92,15 @@ def build(engine: Engine) -> None:
                                  "category": rng.choice(CATEGORIES) if wrong else None, "rationale": "bench",
                                  "auditor_id": users[0]["id"], "recorded_at": NOW,
                                  "status": status})  # fmt: skip
-        conn.execute(insert(Encounter.__table__), encounters)
-        conn.execute(insert(CodeLine.__table__), lines)
-        conn.execute(insert(CodingAudit.__table__), [{
+        conn.execute(insert(table(Encounter)), encounters)
+        conn.execute(insert(table(CodeLine)), lines)
+        conn.execute(insert(table(CodingAudit)), [{
             "id": AUDIT_ID, "name": "bench", "auditor_id": users[0]["id"], "date_from": date(2026, 1, 1),
             "date_to": date(2026, 3, 31), "provider_ids": [], "code_systems": [], "em_only": False,
             "method": "random", "n": ENCOUNTERS, "seed": 1, "status": "sampled", "frame": [], "parties": [],
             "sample": [e["id"] for e in encounters], "opened_at": NOW}])  # fmt: skip
         for start in range(0, len(findings), 2000):
-            conn.execute(insert(AuditFinding.__table__), findings[start : start + 2000])
+            conn.execute(insert(table(AuditFinding)), findings[start : start + 2000])
 
 
 BASELINE = text(

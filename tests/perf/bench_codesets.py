@@ -30,6 +30,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -134,7 +135,9 @@ def checks() -> None:
         recs = parse_hcpcs(decode(HCPCS.read_bytes()).splitlines())
         rows = [(r.code, r.billable, r.added, r.terminated, r.is_modifier) for r in recs]
         rels.append(release_from_records("HCPCS", "HCPCS 2020", date(2026, 1, 1), date(2026, 12, 31), rows))
-    cpt = {f"{n:05d}": (True, None, None) for n in range(99202, 99500)}
+    cpt: dict[str, tuple[bool, date | None, date | None]] = {
+        f"{n:05d}": (True, None, None) for n in range(99202, 99500)
+    }
     rels.append(Release("CPT", "CPT 2026", date(2026, 1, 1), date(2026, 12, 31), cpt, {}))
     idx = CodeSetIndex(rels)  # with every built-in release
     dos = date(2026, 5, 1)
@@ -153,7 +156,7 @@ def checks() -> None:
             mix.append(("HCPCS", rnd.choice(hcpcs_codes)))
         else:
             mix.append(("CPT", rnd.choice(list(cpt))))
-    tables = {"ICD-10-CM": icd, "HCPCS": rels[0].codes if hcpcs_codes else {}, "CPT": cpt}
+    tables: dict[str, Any] = {"ICD-10-CM": icd, "HCPCS": rels[0].codes if hcpcs_codes else {}, "CPT": cpt}
 
     base = []
     for _ in range(RUNS):

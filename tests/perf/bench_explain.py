@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -53,8 +54,8 @@ def main(n: int = 500) -> int:
         DelegationRes(f"d{i}", "drA", "cod1", frozenset({"CPT", "ICD-10-CM"}), now - month, now + month)
         for i in range(3)
     ]
-    base = {"code_system": "ICD-10-PCS"}
-    attempts = [base, *({**base, "delegation": d} for d in delegations)]
+    base: dict[str, Any] = {"code_system": "ICD-10-PCS"}
+    attempts: list[dict[str, Any]] = [base, *({**base, "delegation": d} for d in delegations)]
     decision = engine.decide(coder, "code.add", enc, base, now=now)
     assert not decision.allowed
 

@@ -69,7 +69,7 @@ def prepare(url: str) -> tuple[str, list[str]]:
         busiest = conn.execute(
             text("SELECT rendering_provider_id FROM encounter GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
         ).scalar_one()
-        conn.execute(update(User).where(User.id == busiest).values(password_hash=hash_password(PASSWORD)))  # type: ignore[arg-type]
+        conn.execute(update(User).where(User.id == busiest).values(password_hash=hash_password(PASSWORD)))
         if not conn.execute(text("SELECT count(*) FROM encounter_supervisor")).scalar_one():
             conn.execute(
                 text(

@@ -110,10 +110,10 @@ def measure(name: str, engine: Engine) -> None:
                 (
                     "encounter page",
                     who,
-                    timed(lambda s=scope: encounter_page(session, encounter_clause(s))),
+                    timed(lambda s=scope: encounter_page(session, encounter_clause(s))),  # type: ignore[misc]
                     base,
                 )
-            )  # type: ignore[misc]
+            )
         for label, after in (("event page, first", -1), ("event page, at 90%", deep)):
             base = timed(lambda a=after: event_page(session, true_, a))  # type: ignore[misc]
             for who, scope in readers.items():
@@ -129,10 +129,10 @@ def measure(name: str, engine: Engine) -> None:
                 (
                     "event count",
                     who,
-                    timed(lambda s=scope: event_count(session, event_clause(s)), runs=3),
+                    timed(lambda s=scope: event_count(session, event_clause(s)), runs=3),  # type: ignore[misc]
                     base,
                 )
-            )  # type: ignore[misc]
+            )
     for what, who, (lo, med), (blo, bmed) in rows:
         print(
             f"[{name}] {what:<20} {who:<34} min {lo * 1000:8.1f} ms  median {med * 1000:8.1f} ms"

@@ -108,10 +108,10 @@ def main() -> None:
             print(f"run {run}: audit serve {product[-1][0]:.2f} s wall {product[-1][1]:.2f} s CPU; "
                   f"bare {bare[-1][0]:.2f} s wall {bare[-1][1]:.2f} s CPU", flush=True)  # fmt: skip
     for index, what in ((1, "CPU"), (0, "wall")):
-        mine = sorted(p[index] for p in product)
+        ours = sorted(p[index] for p in product)
         base = sorted(b[index] for b in bare)
         for label, pick in (("min", min), ("median", statistics.median)):
-            value, baseline = pick(mine), pick(base)
+            value, baseline = pick(ours), pick(base)
             report(
                 f"start-up to first 200, empty DB, {what} s ({label} of {RUNS})",
                 product=value,

@@ -33,6 +33,7 @@ os.environ.setdefault("AUDIT_SIGNING_KEY_FILE", str(Path(tempfile.gettempdir()) 
 import bench_reports as data
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 from table import engine_of, report
 
 TARGET_MS = 300.0
@@ -65,17 +66,17 @@ def prepare(engine: Engine) -> tuple[str, str]:
     coder = "coder-0007"
     with engine.begin() as conn:
         conn.execute(
-            update(User).where(User.id.in_([busiest, coder])).values(password_hash=hash_password(PASSWORD))
-        )  # type: ignore[attr-defined]
+            update(User)
+            .where(col(User.id).in_([busiest, coder]))
+            .values(password_hash=hash_password(PASSWORD))
+        )
     with unit_of_work(engine) as session:
         provider = session.get(User, busiest)
         assert provider is not None
-        body = {
-            "coder_id": coder,
-            "code_systems": ["CPT", "ICD-10-CM"],
-            "valid_until": utcnow() + timedelta(days=30),
-        }
-        grant_delegation(session, user=CurrentUser.of(provider), data=DelegationCreate(**body))
+        body = DelegationCreate(
+            coder_id=coder, code_systems=["CPT", "ICD-10-CM"], valid_until=utcnow() + timedelta(days=30)
+        )
+        grant_delegation(session, user=CurrentUser.of(provider), data=body)
     return busiest, coder
 
 

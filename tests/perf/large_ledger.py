@@ -101,7 +101,7 @@ def _insert(engine: Engine, rows: list[tuple[Any, ...]]) -> None:
             cursor.executemany(f"INSERT INTO ledger_event ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
             cursor.execute("COMMIT")
         else:
-            with cursor.copy(f"COPY ledger_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY ledger_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         raw.commit()

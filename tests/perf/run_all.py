@@ -283,7 +283,7 @@ HEADER = ("benchmark", "figure", "product", "baseline", "ratio", "target", "pass
 
 def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
     """Every figure, then a FAIL row for each run that went wrong, in the order they ran."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for res in results:
         dataset = "smaller (--quick)" if res.quick else "full"
         for row in res.rows:
