@@ -39,6 +39,7 @@ from audit.fhir.provenance import Enterer, provenance
 from audit.inputs import is_ascii_digits
 from audit.ledger import service as ledger
 from audit.ledger.events import ALLOWED, FAILED, EventDraft
+from audit.ledger.models import CODE_EVENTS
 from audit.ledger.service import LEDGER
 from audit.models import Attestation, Encounter
 from audit.policy.filters import attestation_clause, event_clause, event_page_clause, in_log
@@ -47,7 +48,6 @@ from audit.policy.scope import Area, ReadScope, authorize_read
 from audit.principal import CurrentUser
 
 _COMPARE: dict[str, Any] = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-CODE_EVENTS = ("code.add", "code.change", "code.void")
 MAX_SEQ = 2**63 - 1
 
 

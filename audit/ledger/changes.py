@@ -19,13 +19,12 @@ from sqlalchemy import ColumnElement, Table, delete, exists, insert, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from audit.ledger.models import ChangeAfterAttestation
+from audit.ledger.models import CODE_EVENTS, ChangeAfterAttestation
 from audit.ledger.problems import ROLLUP, Problem
 from audit.models import LedgerEvent
 
 LED: Table = LedgerEvent.__table__  # type: ignore[attr-defined]
 CHANGES: Table = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
-CODE_EVENTS = ("code.add", "code.change", "code.void")
 COLUMNS = ("log_id", "seq", "ts", "encounter_id")
 TABLE = "change_after_attestation"
 

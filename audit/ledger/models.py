@@ -56,6 +56,9 @@ class RollupDenied(SQLModel, table=True):
     attempts: int = 0
 
 
+CODE_EVENTS = ("code.add", "code.change", "code.void")
+"""The ledger event types that change a code line: what "a change" means in every report and check."""
+
 EM_FAMILIES = {
     "established": ("99211", "99212", "99213", "99214", "99215"),
     "new": ("99202", "99203", "99204", "99205"),

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from audit.ledger.models import (
+    CODE_EVENTS,
     EM_CODES,
     ChangeAfterAttestation,
     RollupDenied,
@@ -61,7 +62,6 @@ DENIED: Table = RollupDenied.__table__  # type: ignore[attr-defined]
 PER_CODE: Table = RollupProviderDayCode.__table__  # type: ignore[attr-defined]
 CHANGES: Table = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 
-CODE_EVENTS = ("code.add", "code.change", "code.void")
 COUNTS = ("encounters", "attested", "unattested", "amended", "attested_late", "changes_after_attestation")
 # Events that change no encounter, line or attestation: no key to recompute (a denied one still counts).
 READS = frozenset(

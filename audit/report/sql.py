@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, case, func, select
 from sqlmodel import Session
 
+from audit.ledger.models import CODE_EVENTS
 from audit.models import CodeLine
 from audit.policy.filters import ATT, DLG, ENC, LED, USR, in_log
 
 __all__ = ["ATT", "CODE_EVENTS", "DLG", "ENC", "LED", "LINE", "USR", "count_if", "in_log", "name_of", "names"]
 
 LINE: Table = CodeLine.__table__  # type: ignore[attr-defined]
-CODE_EVENTS = ("code.add", "code.change", "code.void")
 
 
 def count_if(condition: ColumnElement[bool]) -> Any:

@@ -15,13 +15,13 @@ from audit.codesets.validation import encounter_findings, finding_view, line_blo
 from audit.encounter.history import history_entries
 from audit.encounter.views import line_state
 from audit.ledger.digest import code_set_digest
+from audit.ledger.models import CODE_EVENTS
 from audit.models import Attestation, CodeLine, Delegation, Encounter, User, utcnow
 from audit.policy.runtime import get_compliance
 from audit.policy.scope import ReadScope
 from audit.web.deps import Listing
 
 LINE_FIELDS = ("system", "code", "modifiers", "units", "diagnosis_pointers", "status", "void_reason")
-CODE_EVENTS = ("code.add", "code.change", "code.void")
 
 
 @dataclass
