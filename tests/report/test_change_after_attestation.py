@@ -17,10 +17,8 @@ from audit.ledger.problems import ROLLUP
 from audit.ledger.verification import verify_ledger
 from audit.migrate import downgrade, upgrade
 from audit.models import LedgerEvent
-from tests.report import test_rollups
 from tests.report.scenario import Org
 
-org = test_rollups.org  # the fixture: codes, attestations, changes after them, denied attempts, an import
 PREVIOUS = "0015_rollup_em"
 
 

@@ -4,60 +4,27 @@ report from the GROUP BYs for every kind of scope, and `audit verify` names a fo
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.db import make_engine
-from audit.imports.feed import Rejection
-from audit.imports.service import run_import
 from audit.ledger import rollups
 from audit.ledger.problems import ROLLUP
 from audit.ledger.verification import verify_ledger
 from audit.migrate import downgrade, upgrade
 from audit.models import User, utcnow
 from audit.policy.scope import Area, ReadScope
-from audit.principal import host_operator
 from audit.report import dashboard, queries, responsibility
 from audit.report.listing import PageRequest
 from audit.report.schemas import Report
-from tests.conftest import People
-from tests.imports.test_import_service import as_csv
-from tests.report.scenario import API, Org, build, today
+from tests.report.scenario import Org, today
 
 LOG = "coding-audit"
-
-
-@pytest.fixture
-def org(client: TestClient, people: People, connection: Connection) -> Org:
-    org = build(client, people)  # codes, attestations, changes after them, denied attempts
-    u = org.users
-    wrong = {"password": "not the password"}  # a failed signing
-    url = f"{API}/encounters/{org.encounters['E3']}/attestations"
-    assert client.post(url, json=wrong, headers=org.headers["P1"]).status_code in (401, 403, 422)
-    feed = [
-        {"external_id": f"IMP-{n // 2}", "patient_ref": f"MRN-I{n // 2}", "date_of_service": str(today()),
-         "rendering_npi": "1987654328", "entered_by": u["K1"].username, "system": "CPT",
-         "code": "99213" if n % 2 else "99214", "modifiers": "", "units": "1", "diagnosis_pointers": "",
-         "line_ref": f"L-{n}"}
-        for n in range(6)
-    ]  # fmt: skip
-    other = {"external_id": "IMP-P2", "entered_by": u["K2"].username, "rendering_npi": "1234567893"}
-    feed.append({**feed[0], **other})
-    rejected: list[Rejection] = []
-    stream = io.BytesIO(as_csv(feed))
-    run_import(
-        connection, submitter=host_operator(), stream=stream, batch_rows=3, on_rejection=rejected.append
-    )
-    assert rejected == []
-    return org
 
 
 def _log_id() -> str:
