@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.elements import True_
 from sqlmodel import Session
 
 from audit.config import get_settings
@@ -101,10 +100,9 @@ def _changes_counted(session: Session, f: ReadScope, today: date, since: datetim
 
 def _in_scope(stmt: Any, f: ReadScope, encounter_id: Any) -> Any:
     """`stmt` cut to the scope's encounters; with no joined encounter when the scope is everything."""
-    clause = encounter_clause(f)
-    if isinstance(clause, True_):
+    if f.unlimited:
         return stmt
-    return stmt.join(ENC, ENC.c.id == encounter_id).where(clause)
+    return stmt.join(ENC, ENC.c.id == encounter_id).where(encounter_clause(f))
 
 
 def _changes_per_day(session: Session, f: ReadScope, since: datetime) -> Any:
