@@ -53,11 +53,13 @@ def _changes(log_id: str) -> Any:
 
 
 def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Add the changes among ledger rows just inserted (one INSERT ... SELECT, only when the rows hold
-    an allowed code event)."""
+    """Add the changes among ledger rows just inserted (one INSERT ... SELECT over the span of their
+    code events, only when the rows hold an allowed one; a batch's seqs are contiguous, and the SELECT
+    itself keeps only allowed code events)."""
     seqs = [r["seq"] for r in rows if r["outcome"] == "allowed" and r["type"] in CODE_EVENTS]
     if seqs:
-        db.execute(insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(LED.c.seq.in_(seqs))))
+        span = LED.c.seq.between(min(seqs), max(seqs))
+        db.execute(insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(span)))
 
 
 def rebuild(db: Db, log_id: str) -> None:
