@@ -4,6 +4,9 @@ When a service refuses (a domain error that carries a `record` callback), the re
 rolls back first and the refusal's audit event is then written and committed in its own short
 transaction, so a denied attempt leaves evidence but never a partial change.
 
+Every unit holds the events its services append and appends them, in order, under one lock and one
+head read, when its work is done (`_holding_events`).
+
 A read unit of work (`write=False`, an HTTP GET) begins as a reader on SQLite. If it writes (a page
 view's audit event) after another connection wrote, SQLite refuses the upgrade at once; the unit is
 rolled back and `WriteLockNeeded` asks the caller to run it again as a writer, which then waits its
@@ -34,13 +37,10 @@ def unit_of_work(bind: Engine | Connection | None = None, *, write: bool = True)
     separate = not write and _snapshot_reader(bind)
     try:
         with session_scope(bind, write=write) as session:
-            if write:
+            with _holding_events(session, held):
                 yield session
-            else:
-                with _holding_events(session, held):
-                    yield session
-                if held and not separate:
-                    _append(session, held)
+            if held and not separate:
+                _append(session, held)
         if held and separate:
             with session_scope(bind) as writer:
                 _append(writer, held)
@@ -65,7 +65,12 @@ def _snapshot_reader(bind: Engine | Connection | None) -> bool:
 
 @contextmanager
 def _holding_events(session: Session, held: list[Any]) -> Iterator[None]:
-    """Hold the events a read unit appends (a page or report view) and append them when it ends.
+    """Hold the events a unit appends and append them when it ends, just before it commits.
+
+    A write unit then takes the log's lock (PostgreSQL's advisory lock) for the append and the commit
+    only, not from its first event to its commit: with several requests in flight, the lock is no
+    longer held while the holder's thread waits for the GIL through the rest of its request (issue
+    14). A service that needs an event's seq appends it at once (`ledger.append_now`).
 
     A long read (the compliance dashboard over a million events) would otherwise ask SQLite for the
     write lock at its end, be refused whenever the checkpointer or a request wrote meanwhile, and run

@@ -88,7 +88,7 @@ def attest(session: Session, *, user: CurrentUser, encounter_id: str, password: 
     signer.failed_signings = 0
     session.add_all([attestation, encounter, signer])
     session.flush()
-    attestation.ledger_seq = ledger.append_one(
+    attestation.ledger_seq = ledger.append_now(
         session,
         grant.event(
             subject_type="attestation",

@@ -121,7 +121,7 @@ def import_release(
         draft = grant.event(outcome=FAILED, reason=exc.message[:500], detail=detail)
         raise ledger.refuse_with(error, draft) from exc
     counts = _counts(sys_name, records)
-    seq = ledger.append_one(session, _import_event(grant, stored, counts), now=now)
+    seq = ledger.append_now(session, _import_event(grant, stored, counts), now=now)
     summary = RecheckSummary()
     if before is not None:
         release = release_from_records(

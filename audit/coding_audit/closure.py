@@ -221,7 +221,7 @@ def sign(session: Session, *, user: CurrentUser, audit_id: str, password: str) -
     signer.failed_signings = 0
     session.add_all([signature, audit, signer])
     session.flush()
-    signature.ledger_seq = ledger.append_one(
+    signature.ledger_seq = ledger.append_now(
         session,
         grant.event(
             subject_type="audit_signature",

@@ -1,8 +1,8 @@
 """Bulk charge feeds, under exactly the API's rules.
 
 A feed is read as a stream (audit.imports.feed) and applied in batches. Each batch is one unit of
-work whose events are held and appended together when it closes (`ledger.one_append`: one lock,
-one head read, one insert). A batch reads what it touches in a few set queries (`_prefetch`); its
+work whose events are held and appended together when it closes (audit.uow: one lock, one head
+read, one insert). A batch reads what it touches in a few set queries (`_prefetch`); its
 common rows, a new encounter or a new line on an open encounter, are decided and planned by
 audit.imports.bulk and written with one insert per table. Any other row (a change, an amendment,
 a row the rules refuse) goes through the encounter and code services in its own savepoint, after
@@ -122,7 +122,7 @@ def run_import(
             ledger.append_one(session, _failed(submitter, grant, import_id, feed, counts, exc))
         raise
     with unit_of_work(bind) as session:
-        seq = ledger.append_one(session, _summary(submitter, grant, import_id, feed, counts))
+        seq = ledger.append_now(session, _summary(submitter, grant, import_id, feed, counts))
     return ImportResult(import_id, feed.sha256, feed.format or "csv", feed.bytes_read, counts, seq)
 
 
@@ -138,8 +138,8 @@ def _apply_batches(
 ) -> None:
     with decision_memo():
         for batch in _batches(feed.rows(), batch_rows):
-            with unit_of_work(bind) as session, batch_reads(), ledger.one_append(session) as pending:
-                Batch(session, submitter, import_id, pending, counts).apply(batch, on_rejection)
+            with unit_of_work(bind) as session, batch_reads():  # its events: one append at its end
+                Batch(session, submitter, import_id, ledger.held(session), counts).apply(batch, on_rejection)
             if on_progress:
                 on_progress(feed.bytes_read, counts.rows)
 

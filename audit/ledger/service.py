@@ -127,7 +127,29 @@ def one_append(session: Session, *, append: bool = True) -> Iterator[list[HeldEv
 
 
 def append_one(session: Session, draft: EventDraft, *, now: datetime | None = None) -> int:
+    """Append one event; its seq, or -1 while appends are held (see `append_now`)."""
     return append(session, [draft], now=now)[0]
+
+
+def append_now(session: Session, draft: EventDraft, *, now: datetime | None = None) -> int:
+    """Append one event at once, after the events held before it, and return its seq: for a caller
+    that stores the seq (an attestation's `ledger_seq`). While appends are held (a unit of work),
+    the log's lock is then taken here and kept until the unit commits; later events are held again."""
+    pending = session.info.get(PENDING)
+    if pending is None:
+        return append_timed(session, [(draft, now)])[0]
+    seqs = append_timed(session, [*pending, (draft, now)])
+    pending.clear()
+    return seqs[-1]
+
+
+def held(session: Session) -> list[HeldEvent]:
+    """The events held in the session's open `one_append` (a unit of work's), to be appended when
+    it closes."""
+    pending: list[HeldEvent] | None = session.info.get(PENDING)
+    if pending is None:
+        raise RuntimeError("appends are not held in this session")
+    return pending
 
 
 def _row(body: dict[str, Any], ts: datetime, payload: bytes, leaf: bytes, chained: bytes) -> dict[str, Any]:

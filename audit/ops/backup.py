@@ -206,7 +206,7 @@ def record_backup(manifest: dict[str, Any]) -> int:
     operator = host_operator()
     with unit_of_work() as session:
         grant = authorize(operator, "backup.create", Target("backup", None), SystemRes())
-        return ledger.append_one(
+        return ledger.append_now(
             session,
             grant.event(
                 subject_id=manifest["sha256"][:16],

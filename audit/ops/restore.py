@@ -258,7 +258,7 @@ def _record(bind: Engine | Connection, manifest: dict[str, Any]) -> Restored:
     operator = host_operator()
     with session_scope(bind) as session:  # commits the restore's event
         grant = authorize(operator, "backup.restore", Target("backup", None), SystemRes())
-        seq = ledger.append_one(
+        seq = ledger.append_now(
             session,
             grant.event(
                 detail={

@@ -73,7 +73,7 @@ def record_failure(
         session.flush()
         return None
     _summarise(session, burst)
-    seq = ledger.append_one(
+    seq = ledger.append_now(
         session,
         EventDraft(
             type="auth.signin",

@@ -175,12 +175,17 @@ def test_a_session_with_its_own_uncommitted_events_signs_nothing(
     uow: Callable[[], Any], witness_file: Path
 ) -> None:
     append(uow, 2)
+    tick = EventDraft(type="test.tick", actor=Actor(None, "cli", "test"))
     with uow() as s:
-        ledger.append_one(s, EventDraft(type="test.tick", actor=Actor(None, "cli", "test")))
+        ledger.append_now(s, tick)
         assert checkpoints.create(s) is None  # its head could still roll back
     with uow() as s:
+        ledger.append_one(s, tick)  # held until the unit's work is done: the head is still committed
         made = checkpoints.create(s)
         assert made is not None and made.tree_size == 3
+    with uow() as s:
+        made = checkpoints.create(s)
+        assert made is not None and made.tree_size == 4
     assert witness_file.exists()
 
 
