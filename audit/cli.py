@@ -136,12 +136,16 @@ def serve(
         f"Serving on http://{host}:{port} with {workers} worker process{'es' if workers > 1 else ''} "
         f"(OpenAPI: http://{host}:{port}/docs)"
     )
+    if workers > 1:  # one socket per worker, so that keep-alive clients are spread (audit.ops.workers)
+        from audit.ops import workers as supervisor
+
+        supervisor.serve(host, port, workers, log_config("info"))
+        return
     uvicorn.run(
         "audit.main:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
         log_config=log_config("info"),
         access_log=False,  # ours names route templates, never raw paths (audit.ops.metrics)
     )
