@@ -52,14 +52,16 @@ def _changes(log_id: str) -> Any:
     )
 
 
-def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Add the changes among ledger rows just inserted (one INSERT ... SELECT over the span of their
     code events, only when the rows hold an allowed one; a batch's seqs are contiguous, and the SELECT
-    itself keeps only allowed code events)."""
+    itself keeps only allowed code events). Returns the encounters of the rows it added."""
     seqs = [r["seq"] for r in rows if r["outcome"] == "allowed" and r["type"] in CODE_EVENTS]
-    if seqs:
-        span = LED.c.seq.between(min(seqs), max(seqs))
-        db.execute(insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(span)))
+    if not seqs:
+        return set()
+    span = LED.c.seq.between(min(seqs), max(seqs))
+    added = insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(span))
+    return set(db.execute(added.returning(CHANGES.c.encounter_id)).scalars())
 
 
 def rebuild(db: Db, log_id: str) -> None:

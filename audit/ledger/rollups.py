@@ -294,15 +294,18 @@ def _denied_row(key: DeniedKey, n: int) -> dict[str, Any]:
     return {"kind": kind, "provider_id": named, "encounter_provider_id": owner, "day": day, "attempts": n}
 
 
-def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def record(
+    db: Db, log_id: str, rows: Sequence[Mapping[str, Any]], *, changes_added: Iterable[str] = ()
+) -> None:
     """Bring the roll-ups up to date with ledger rows just inserted (their indexed columns), inside
-    the appending transaction: the rows the events' writes changed are already flushed."""
-    changed = {
-        r["encounter_id"]
-        for r in rows
-        if r["encounter_id"] and r["outcome"] == "allowed" and r["type"] not in READS
-    }  # a refused attempt's work was rolled back: it only counts as an attempt
+    the appending transaction: the rows the events' writes changed are already flushed.
+    `changes_added`: the encounters whose changes after attestation audit.ledger.changes has just kept."""
+    allowed = [r for r in rows if r["encounter_id"] and r["outcome"] == "allowed" and r["type"] not in READS]
+    changed = {r["encounter_id"] for r in allowed}  # a refused attempt's work was rolled back
     denied = [r for r in rows if r["outcome"] == "denied" and r["provider_id"] is not None]
+    if changed and all(r["type"] == "code.add" for r in allowed) and not changed & set(changes_added):
+        _count_new_lines(db, [r["subject_id"] for r in allowed])
+        changed = set()
     if not changed and not denied:
         return
     keys = _encounter_keys(db, changed | {r["encounter_id"] for r in denied if r["encounter_id"]})
@@ -334,6 +337,37 @@ def _refresh(db: Db, log_id: str, keys: set[Key]) -> None:
             db.execute(delete(table).where(_keyed(table.c.provider_id, table.c.day, chunk)))
         counts = encounter_counts(db, log_id, chunk, kept=True)
         _write(db, counts, author_lines(db, chunk), em_lines(db, chunk))
+
+
+def _count_new_lines(db: Db, line_ids: Sequence[str]) -> None:
+    """New lines on encounters with no attestation before them (a batch of `code.add` alone, none of
+    them a change after attestation): no encounter changed status, so only the lines per author and the
+    E/M lines grow, by what these lines add (two upserts instead of a recount of the key)."""
+    provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
+    new = select().select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id)).where(LINE.c.id.in_(line_ids))
+    by_author = new.add_columns(provider, dos, LINE.c.entered_by, func.count())
+    _add(db, PER_AUTHOR, by_author.group_by(provider, dos, LINE.c.entered_by))
+    em = (LINE.c.status == "active", LINE.c.system == "CPT", LINE.c.code.in_(EM_CODES))
+    by_code = new.add_columns(provider, dos, LINE.c.code, func.count()).where(*em)
+    _add(db, PER_CODE, by_code.group_by(provider, dos, LINE.c.code))
+
+
+def _add(db: Db, table: Table, counts: Any) -> None:
+    """Add `counts` (the key's columns, then a count) to `table`'s `lines`, inserting missing rows."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if _dialect(db) == "postgresql" else sqlite
+    key = [c.name for c in table.primary_key.columns]
+    stmt = dialect.insert(table).from_select([*key, "lines"], counts)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=key, set_={"lines": table.c.lines + stmt.excluded.lines}
+    )
+    db.execute(upsert)
+
+
+def _dialect(db: Db) -> str:
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return str(bind.dialect.name)
 
 
 def _bump(db: Db, key: DeniedKey, n: int) -> None:

@@ -101,8 +101,8 @@ def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
         prev_chain = chain_hash(prev_chain, prev_seq, leaf)
         rows.append(_row(body, ts, payload, leaf, prev_chain))
     session.execute(insert(LEDGER), rows)
-    changes.record(session, log_id, rows)  # the changes after attestation, then the roll-ups that
-    rollups.record(session, log_id, rows)  # count them, in the same transaction
+    added = changes.record(session, log_id, rows)  # the changes after attestation, then the roll-ups
+    rollups.record(session, log_id, rows, changes_added=added)  # that count them, in one transaction
     session.info[APPENDED] = True
     return list(range(prev_seq - len(rows) + 1, prev_seq + 1))
 
