@@ -154,3 +154,38 @@ def test_a_read_only_postgresql_session_is_503_for_writes(fresh_db_url: str) -> 
     standby.dispose()
     assert_intact(org.engine, 0)
     org.engine.dispose()
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="a deadlock between two PostgreSQL transactions")
+def test_a_transaction_rolled_back_to_break_a_deadlock_means_retry_not_a_fault(engine: Engine) -> None:
+    """PostgreSQL breaks a deadlock by rolling one transaction back (40P01): nothing of it was kept and
+    the same request succeeds when retried, so it answers 503 with Retry-After, not 500."""
+    import threading
+
+    from audit.db import is_unavailable
+
+    first, second = engine.connect(), engine.connect()
+    lock = "SELECT pg_advisory_xact_lock(:key)"
+    errors: list[BaseException] = []
+    try:
+        first.begin(), second.begin()
+        first.execute(text(lock), {"key": 41_001})
+        second.execute(text(lock), {"key": 41_002})
+
+        def take(conn: Any, key: int) -> None:
+            try:
+                conn.execute(text(lock), {"key": key})
+            except Exception as exc:  # the one PostgreSQL chose to roll back
+                errors.append(exc)
+                conn.rollback()
+
+        crossing = [threading.Thread(target=take, args=a) for a in ((first, 41_002), (second, 41_001))]
+        for t in crossing:
+            t.start()
+        for t in crossing:
+            t.join(timeout=30)
+    finally:
+        first.close(), second.close()
+    assert len(errors) == 1, errors
+    assert getattr(getattr(errors[0], "orig", None), "sqlstate", None) == "40P01"
+    assert is_unavailable(errors[0])
