@@ -13,9 +13,10 @@ whose encounter has an allowed `encounter.attest` earlier in the same log.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, exists, insert, select
+from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, insert, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -59,9 +60,17 @@ def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     seqs = [r["seq"] for r in rows if r["outcome"] == "allowed" and r["type"] in CODE_EVENTS]
     if not seqs:
         return set()
-    span = LED.c.seq.between(min(seqs), max(seqs))
+    span = {"low": min(seqs), "high": max(seqs)}
+    return set(db.execute(_record_span(log_id), span).scalars())
+
+
+@lru_cache(maxsize=8)
+def _record_span(log_id: str) -> Any:
+    """`record`'s INSERT ... SELECT ... RETURNING, built once per log (it runs under the log's lock in
+    every append that holds a code event; building it took longer than running it)."""
+    span = LED.c.seq.between(bindparam("low"), bindparam("high"))
     added = insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(span))
-    return set(db.execute(added.returning(CHANGES.c.encounter_id)).scalars())
+    return added.returning(CHANGES.c.encounter_id)
 
 
 def rebuild(db: Db, log_id: str) -> None:

@@ -21,12 +21,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -343,26 +345,37 @@ def _count_new_lines(db: Db, line_ids: Sequence[str]) -> None:
     """New lines on encounters with no attestation before them (a batch of `code.add` alone, none of
     them a change after attestation): no encounter changed status, so only the lines per author and the
     E/M lines grow, by what these lines add (two upserts instead of a recount of the key)."""
+    for upsert in _new_line_upserts(_dialect(db)):
+        db.execute(upsert, {"line_ids": list(line_ids)})
+
+
+@lru_cache(maxsize=4)
+def _new_line_upserts(dialect_name: str) -> tuple[Any, Any]:
+    """The two upserts of `_count_new_lines`, built once (they run under the log's lock)."""
     provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
-    new = select().select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id)).where(LINE.c.id.in_(line_ids))
+    new = (
+        select()
+        .select_from(LINE.join(ENC, ENC.c.id == LINE.c.encounter_id))
+        .where(LINE.c.id.in_(bindparam("line_ids", expanding=True)))
+    )
     by_author = new.add_columns(provider, dos, LINE.c.entered_by, func.count())
-    _add(db, PER_AUTHOR, by_author.group_by(provider, dos, LINE.c.entered_by))
     em = (LINE.c.status == "active", LINE.c.system == "CPT", LINE.c.code.in_(EM_CODES))
     by_code = new.add_columns(provider, dos, LINE.c.code, func.count()).where(*em)
-    _add(db, PER_CODE, by_code.group_by(provider, dos, LINE.c.code))
+    return (
+        _adding(dialect_name, PER_AUTHOR, by_author.group_by(provider, dos, LINE.c.entered_by)),
+        _adding(dialect_name, PER_CODE, by_code.group_by(provider, dos, LINE.c.code)),
+    )
 
 
-def _add(db: Db, table: Table, counts: Any) -> None:
-    """Add `counts` (the key's columns, then a count) to `table`'s `lines`, inserting missing rows."""
+def _adding(dialect_name: str, table: Table, counts: Any) -> Any:
+    """INSERT `counts` (the key's columns, then a count) into `table`, adding to `lines` where the row
+    exists."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = postgresql if _dialect(db) == "postgresql" else sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     key = [c.name for c in table.primary_key.columns]
     stmt = dialect.insert(table).from_select([*key, "lines"], counts)
-    upsert = stmt.on_conflict_do_update(
-        index_elements=key, set_={"lines": table.c.lines + stmt.excluded.lines}
-    )
-    db.execute(upsert)
+    return stmt.on_conflict_do_update(index_elements=key, set_={"lines": table.c.lines + stmt.excluded.lines})
 
 
 def _dialect(db: Db) -> str:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlmodel import Session
 
 from audit.config import get_settings
@@ -51,18 +51,22 @@ def advisory_key(log_id: str) -> int:
 
 def _lock_log(session: Session, log_id: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(log_id)})
+        session.execute(_LOCK, {"key": advisory_key(log_id)})
+
+
+_HEAD = (
+    select(LEDGER.c.seq, LEDGER.c.chain_hash)
+    .where(LEDGER.c.log_id == bindparam("log_id"))
+    .order_by(LEDGER.c.seq.desc())
+    .limit(1)
+)  # built once: it runs under the log's lock in every append
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def head(session: Session, log_id: str | None = None) -> tuple[int, bytes]:
     """(seq, chain_hash) of the last event, or (-1, zeros) for an empty log."""
     log_id = log_id or get_settings().log_id
-    row = session.execute(
-        select(LEDGER.c.seq, LEDGER.c.chain_hash)
-        .where(LEDGER.c.log_id == log_id)
-        .order_by(LEDGER.c.seq.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_HEAD, {"log_id": log_id}).first()
     return (int(row[0]), bytes(row[1])) if row else (-1, ZERO_HASH)
 
 
