@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     signin_sweep_timer: bool = True  # report closed windows of failed sign-ins while serving
     docs: bool = True  # serve /docs, /redoc and /openapi.json (production may turn them off)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)  # routes may allow more (x-max-body-bytes)
+    # Requests a process works on at once; more wait their turn (audit.deps.request_gate). Below the
+    # database pool's 15 connections, so that no request waits for a connection while holding a thread
+    # another needs (past capacity that stalled the service for the pool's 30 s timeout).
+    max_concurrent_requests: int = Field(default=12, gt=0, le=15)
     retry_after_seconds: int = Field(default=5, gt=0)  # told to clients when the database is unavailable
     # SQLite only: FULL fsyncs the WAL on every commit, so an acknowledged write survives power loss;
     # NORMAL survives a process crash only (the last commits may roll back after a power cut).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,6 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from audit.config import get_settings
 from audit.db import get_engine
 from audit.inputs import MAX_PATH_PARAM, MAX_QUERY_VALUE, check_params
 from audit.middleware import AS_WRITER, READ_METHODS
@@ -53,6 +56,28 @@ def get_current_user(session: SessionDep, token: TokenDep) -> CurrentUser:
 
 
 UserDep = Annotated[CurrentUser, Depends(get_current_user)]
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def request_gate() -> AsyncIterator[None]:
+    """At most `max_concurrent_requests` requests of this process past this point at once; the others
+    wait here, in the event loop, holding no thread and no connection.
+
+    Why: a sync route runs each of its steps (dependencies, the route, the commit) as its own call on
+    the thread pool (40 threads), and keeps one of the engine's 15 connections from its first
+    statement to its commit. Past capacity, threads blocked waiting for a connection took every
+    thread that requests holding connections needed to finish, until the pool's 30 s timeout: at 100
+    requests/s the service stalled for minutes and answered 503. Kept below the pool's size, no
+    request ever waits for a connection. The body is read before this point, so a slow upload
+    holds no place (an import's streamed upload, once authorised, does)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES.setdefault(loop, asyncio.Semaphore(get_settings().max_concurrent_requests))
+    async with gate:
+        yield
 
 
 def check_request_params(request: Request) -> None:

@@ -22,7 +22,7 @@ from audit.config import get_settings
 from audit.db import is_unavailable
 from audit.delegation.routes import router as delegation_router
 from audit.deployment import check_deployment
-from audit.deps import check_request_params, get_bind, get_current_user
+from audit.deps import check_request_params, get_bind, get_current_user, request_gate
 from audit.encounter.routes import router as encounter_router
 from audit.engagement.routes import router as engagement_router
 from audit.errors import DomainError, retry_after
@@ -99,7 +99,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Who entered or changed every code, who attested it, and proof of both.",
-        dependencies=[Depends(check_request_params)],
+        dependencies=[Depends(request_gate, scope="function"), Depends(check_request_params)],
         docs_url=None,  # served from the package by audit.web (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,

@@ -427,3 +427,40 @@ def test_two_workers_share_keep_alive_connections(fresh_db_url: str, tmp_path: P
         server.stop()
     assert sum(per_worker) == 32 and len(per_worker) == 2, per_worker
     assert min(per_worker) >= 6, per_worker  # a fair coin gives 5 or fewer of 32 once in 5,000 runs
+
+
+def test_a_burst_past_capacity_waits_its_turn_instead_of_stalling(
+    fresh_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """96 writes at once on one process. Each step of a sync route takes one of 40 threads, and a
+    request keeps one of 15 pooled connections from its first statement to its commit: without a limit,
+    threads waiting for a connection held every thread the connection holders needed to finish, until
+    the pool's 30 s timeout, and requests failed with 503. audit.deps.request_gate lets 12 in at a time."""
+    upgrade(fresh_db_url)
+    server = start_server(fresh_db_url, tmp_path, port=9149)
+    statuses: list[int] = []
+    try:
+        token, encounters = seed(server.base, count=16)
+        barrier = threading.Barrier(96)
+
+        def post(n: int) -> None:
+            url = f"{server.base}{API}/encounters/{encounters[n % 16]}/codes"
+            barrier.wait()
+            r = httpx.post(url, json={"system": "CPT", "code": "99213"}, timeout=120,
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(96)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    with capsys.disabled():
+        print(f"\n[crash] {engine_name()}: 96 writes at once: {statuses.count(201)} created in {took:.1f} s")
+    assert sorted(set(statuses)) == [201], statuses
+    assert took < 25, f"{took:.1f} s: a request waited for the pool's 30 s timeout"
+    _verify(fresh_db_url, tmp_path)
