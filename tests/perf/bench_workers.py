@@ -72,7 +72,7 @@ def run_once(url: str, workers: int, seconds: int, folder: Path, port: int) -> f
     return float(rate.group(1))
 
 
-def main(runs: int = 3, seconds: int = 10) -> int:
+def main(runs: int = 5, seconds: int = 10) -> int:
     url = os.environ.get("BENCH_DATABASE_URL", "")
     if not url.startswith("postgresql") or shutil.which("wrk") is None:
         print("needs BENCH_DATABASE_URL=postgresql://... (emptied) and wrk (apt-get install wrk)")
