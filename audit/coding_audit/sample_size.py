@@ -25,10 +25,11 @@ def sample_size(
 ) -> dict[str, Any]:
     if not MIN_PRECISION <= precision < 0.5:  # 9.2e-247 (schemathesis) divided by zero: a 500 before
         raise InvalidInput("precision", f"precision must be from {MIN_PRECISION} to below 0.5")
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    # -inv_cdf of the lower tail: 1 - (1 - c) / 2 rounds to 1.0 for c a hair below 1, and inv_cdf(1.0) raises
+    z = -NormalDist().inv_cdf((1 - confidence) / 2)
     p = expected_error_rate
     n0 = z * z * p * (1 - p) / (precision * precision)
-    n = n0 / (1 + (n0 - 1) / population) if population else n0
+    n = _finite_population(n0, population)
     needed = max(1, math.ceil(n - 1e-9))
     if population:
         needed = min(needed, population)
@@ -42,3 +43,11 @@ def sample_size(
         "population": population,
         "formula": FORMULA,
     }
+
+
+def _finite_population(n0: float, population: int | None) -> float:
+    """Cochran's correction. At n0 <= 1 the answer is at most one encounter, and the formula's denominator
+    1 + (n0 - 1) / N can round to zero there (p = 5e-324, N = 1: a division by zero found by schemathesis)."""
+    if not population or n0 <= 1:
+        return n0
+    return n0 / (1 + (n0 - 1) / population)

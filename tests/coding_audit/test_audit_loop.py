@@ -173,3 +173,43 @@ def test_sample_size_refuses_a_precision_no_audit_could_meet() -> None:
     assert refused.value.field == "precision"
     # the smallest precision the API takes: z(99.9%) = 3.2905267, 3.2905267^2 * 0.25 / 0.001^2 = 2,706,891.5
     assert sample_size(0.999, 0.001, 0.5)["n"] == 2_706_892
+
+
+@pytest.mark.parametrize(
+    ("confidence", "precision", "rate", "population"),
+    [
+        (0.95, 0.05, 5e-324, 1),  # schemathesis: 1 + (n0 - 1) / 1 rounded to zero
+        (0.95, 0.05, 5e-324, None),
+        (0.9999999999999999, 0.001, 0.5, None),  # 1 - (1 - c) / 2 rounds to 1.0
+        (0.5000000000000001, 0.4999999999999999, 0.9999999999999999, 100_000_000),
+    ],
+)
+def test_sample_size_at_the_edges_of_its_ranges(
+    confidence: float, precision: float, rate: float, population: int | None
+) -> None:
+    from audit.coding_audit.sample_size import sample_size
+
+    n = sample_size(confidence, precision, rate, population)["n"]
+    assert 1 <= n <= (population or 10**9)
+
+
+def test_sample_size_never_fails_inside_the_api_ranges() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from audit.coding_audit.sample_size import MIN_PRECISION, sample_size
+
+    open_unit = {"allow_nan": False, "exclude_min": True, "exclude_max": True}
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.floats(0.5, 1, **open_unit),
+        st.floats(MIN_PRECISION, 0.5, allow_nan=False, exclude_max=True),
+        st.floats(0, 1, **open_unit),
+        st.none() | st.integers(1, 100_000_000),
+    )
+    def check(confidence: float, precision: float, rate: float, population: int | None) -> None:
+        r = sample_size(confidence, precision, rate, population)
+        assert 1 <= r["n"] <= (population or r["n0"] or 1) and r["n"] <= max(r["n0"], 1)
+
+    check()
