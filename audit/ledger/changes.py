@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, insert, select
+from sqlalchemy import BigInteger, ColumnElement, Table, bindparam, delete, exists, insert, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from audit.ledger import pipelined
 from audit.ledger.models import CODE_EVENTS, ChangeAfterAttestation
 from audit.ledger.problems import ROLLUP, Problem
 from audit.models import LedgerEvent
@@ -53,7 +54,7 @@ def _changes(log_id: str) -> Any:
     )
 
 
-def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+def record(session: Session, log_id: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Add the changes among ledger rows just inserted (one INSERT ... SELECT over the span of their
     code events, only when the rows hold an allowed one; a batch's seqs are contiguous, and the SELECT
     itself keeps only allowed code events). Returns the encounters of the rows it added."""
@@ -61,14 +62,14 @@ def record(db: Db, log_id: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     if not seqs:
         return set()
     span = {"low": min(seqs), "high": max(seqs)}
-    return set(db.execute(_record_span(log_id), span).scalars())
+    return set(pipelined.scalars(session, _record_span(log_id), span))  # the writer pipelines it
 
 
 @lru_cache(maxsize=8)
 def _record_span(log_id: str) -> Any:
     """`record`'s INSERT ... SELECT ... RETURNING, built once per log (it runs under the log's lock in
     every append that holds a code event; building it took longer than running it)."""
-    span = LED.c.seq.between(bindparam("low"), bindparam("high"))
+    span = LED.c.seq.between(bindparam("low", 0, type_=BigInteger), bindparam("high", 0, type_=BigInteger))
     added = insert(CHANGES).from_select(COLUMNS, _changes(log_id).where(span))
     return added.returning(CHANGES.c.encounter_id)
 

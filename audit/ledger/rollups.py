@@ -296,17 +296,37 @@ def _denied_row(key: DeniedKey, n: int) -> dict[str, Any]:
     return {"kind": kind, "provider_id": named, "encounter_provider_id": owner, "day": day, "attempts": n}
 
 
+def new_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The line ids of a batch of `code.add` alone (its other rows change no encounter): the case where
+    `count_new_lines` may add to the roll-ups instead of recounting, unless a line turns out to be a
+    change after attestation (see `record`). Empty for any other batch."""
+    allowed = [r for r in rows if r["encounter_id"] and r["outcome"] == "allowed" and r["type"] not in READS]
+    if allowed and all(r["type"] == "code.add" for r in allowed):
+        return [r["subject_id"] for r in allowed]
+    return []
+
+
 def record(
-    db: Db, log_id: str, rows: Sequence[Mapping[str, Any]], *, changes_added: Iterable[str] = ()
+    db: Db,
+    log_id: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    changes_added: Iterable[str] = (),
+    lines_counted: bool = False,
 ) -> None:
     """Bring the roll-ups up to date with ledger rows just inserted (their indexed columns), inside
     the appending transaction: the rows the events' writes changed are already flushed.
-    `changes_added`: the encounters whose changes after attestation audit.ledger.changes has just kept."""
+    `changes_added`: the encounters whose changes after attestation audit.ledger.changes has just kept.
+    `lines_counted`: the writer has already run `count_new_lines` for `new_lines(rows)` (pipelined
+    with the insert); if one of them is a change after attestation, the keys are recounted, which
+    replaces what it added."""
     allowed = [r for r in rows if r["encounter_id"] and r["outcome"] == "allowed" and r["type"] not in READS]
     changed = {r["encounter_id"] for r in allowed}  # a refused attempt's work was rolled back
     denied = [r for r in rows if r["outcome"] == "denied" and r["provider_id"] is not None]
-    if changed and all(r["type"] == "code.add" for r in allowed) and not changed & set(changes_added):
-        _count_new_lines(db, [r["subject_id"] for r in allowed])
+    lines = new_lines(rows)
+    if lines and not changed & set(changes_added):
+        if not lines_counted:
+            count_new_lines(db, lines)
         changed = set()
     if not changed and not denied:
         return
@@ -341,7 +361,7 @@ def _refresh(db: Db, log_id: str, keys: set[Key]) -> None:
         _write(db, counts, author_lines(db, chunk), em_lines(db, chunk))
 
 
-def _count_new_lines(db: Db, line_ids: Sequence[str]) -> None:
+def count_new_lines(db: Db, line_ids: Sequence[str]) -> None:
     """New lines on encounters with no attestation before them (a batch of `code.add` alone, none of
     them a change after attestation): no encounter changed status, so only the lines per author and the
     E/M lines grow, by what these lines add (two upserts instead of a recount of the key)."""
@@ -351,7 +371,7 @@ def _count_new_lines(db: Db, line_ids: Sequence[str]) -> None:
 
 @lru_cache(maxsize=4)
 def _new_line_upserts(dialect_name: str) -> tuple[Any, Any]:
-    """The two upserts of `_count_new_lines`, built once (they run under the log's lock)."""
+    """The two upserts of `count_new_lines`, built once (they run under the log's lock)."""
     provider, dos = ENC.c.rendering_provider_id, ENC.c.date_of_service
     new = (
         select()

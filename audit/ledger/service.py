@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select
 from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.errors import DomainError
-from audit.ledger import changes, rollups
+from audit.ledger import changes, pipelined, rollups
 from audit.ledger.chain import (
     ZERO_HASH,
     StoredEvent,
@@ -49,9 +49,11 @@ def advisory_key(log_id: str) -> int:
     return int(struct.unpack(">q", hashlib.sha256(log_id.encode()).digest()[:8])[0])
 
 
-def _lock_log(session: Session, log_id: str) -> None:
+def _locked_head(session: Session, log_id: str) -> tuple[int, bytes]:
+    """Serialise the log's writers, then read its head (see the module's docstring)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK, {"key": advisory_key(log_id)})
+        return pipelined.locked_head(session, advisory_key(log_id), log_id)
+    return head(session, log_id)
 
 
 _HEAD = (
@@ -60,7 +62,6 @@ _HEAD = (
     .order_by(LEDGER.c.seq.desc())
     .limit(1)
 )  # built once: it runs under the log's lock in every append
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def head(session: Session, log_id: str | None = None) -> tuple[int, bytes]:
@@ -92,8 +93,7 @@ def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
         return []
     log_id = get_settings().log_id
     session.flush()
-    _lock_log(session, log_id)
-    prev_seq, prev_chain = head(session, log_id)
+    prev_seq, prev_chain = _locked_head(session, log_id)
     default_ts = utcnow()
     rows = []
     for draft, moment in drafts:
@@ -104,9 +104,13 @@ def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
         leaf = leaf_hash(payload)
         prev_chain = chain_hash(prev_chain, prev_seq, leaf)
         rows.append(_row(body, ts, payload, leaf, prev_chain))
-    session.execute(insert(LEDGER), rows)
-    added = changes.record(session, log_id, rows)  # the changes after attestation, then the roll-ups
-    rollups.record(session, log_id, rows, changes_added=added)  # that count them, in one transaction
+    lines = rollups.new_lines(rows)
+    with pipelined.pipeline(session):  # on PostgreSQL one round trip for the three
+        session.execute(insert(LEDGER), rows)
+        if lines:
+            rollups.count_new_lines(session, lines)  # before knowing `added`: `record` then recounts
+        added = changes.record(session, log_id, rows)  # the changes after attestation, then the
+    rollups.record(session, log_id, rows, changes_added=added, lines_counted=bool(lines))  # roll-ups
     session.info[APPENDED] = True
     return list(range(prev_seq - len(rows) + 1, prev_seq + 1))
 

@@ -52,6 +52,29 @@ def test_roll_ups_equal_the_group_by_after_a_mix_of_operations(org: Org, session
     assert have.per_code == rollups.em_lines(session)
 
 
+def test_a_new_line_after_attestation_is_recounted_not_added_twice(org: Org, session: Session) -> None:
+    """The writer adds a batch of new lines to the roll-ups before it knows whether one is a change after
+    attestation (audit.ledger.pipelined); when one is, the key's recount must replace that addition."""
+    key = next(
+        k
+        for k in rollups.stored(session).per_day
+        if k[0] == org.users["P2"].id and k[1] == today() - timedelta(days=20)
+    )
+    before = rollups.stored(session)
+    org.code("P2", "E4", "99214", reason="a second E/M level was documented")  # E4 is attested: a change
+    after = rollups.stored(session)
+    assert list(rollups.problems(session, _log_id())) == []
+    assert (
+        after.per_day[key]["changes_after_attestation"]
+        == before.per_day[key]["changes_after_attestation"] + 1
+    )
+    assert after.per_code[(*key, "99214")] == before.per_code.get((*key, "99214"), 0) + 1
+    assert (
+        after.per_author[(*key, org.users["P2"].id)]
+        == before.per_author.get((*key, org.users["P2"].id), 0) + 1
+    )
+
+
 def test_the_report_from_roll_ups_equals_the_group_bys_for_every_scope(org: Org, session: Session) -> None:
     u = org.users
     week_ago = today() - timedelta(days=7)
