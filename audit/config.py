@@ -25,6 +25,9 @@ def default_policies_dir() -> Path:
     return (PACKAGE_DIR / "_policies").resolve()
 
 
+POOL_CONNECTIONS = 15  # SQLAlchemy's default pool per engine: 5 kept, 10 more on demand
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", populate_by_name=True)
 
@@ -49,10 +52,12 @@ class Settings(BaseSettings):
     signin_sweep_timer: bool = True  # report closed windows of failed sign-ins while serving
     docs: bool = True  # serve /docs, /redoc and /openapi.json (production may turn them off)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)  # routes may allow more (x-max-body-bytes)
-    # Requests a process works on at once; more wait their turn (audit.deps.request_gate). Below the
-    # database pool's 15 connections, so that no request waits for a connection while holding a thread
-    # another needs (past capacity that stalled the service for the pool's 30 s timeout).
-    max_concurrent_requests: int = Field(default=12, gt=0, le=15)
+    # Requests a process works on at once, interactive and long-running (reports, exports, imports,
+    # verification); more wait their turn (audit.deps.request_gate). Together below the database pool's
+    # 15 connections, so that no request waits for a connection while holding a thread another needs
+    # (past capacity that stalled the service for the pool's 30 s timeout).
+    max_concurrent_requests: int = Field(default=2, gt=0, le=14)
+    max_concurrent_long_requests: int = Field(default=4, gt=0, le=14)
     retry_after_seconds: int = Field(default=5, gt=0)  # told to clients when the database is unavailable
     # SQLite only: FULL fsyncs the WAL on every commit, so an acknowledged write survives power loss;
     # NORMAL survives a process crash only (the last commits may roll back after a power cut).
@@ -81,6 +86,11 @@ class Settings(BaseSettings):
             )
         if self.log_origin is not None:
             _check_origin(self.log_origin, self.log_id)
+        if self.max_concurrent_requests + self.max_concurrent_long_requests > POOL_CONNECTIONS:
+            raise ValueError(
+                "AUDIT_MAX_CONCURRENT_REQUESTS + AUDIT_MAX_CONCURRENT_LONG_REQUESTS must be at most "
+                f"{POOL_CONNECTIONS}, the database pool's connections per process"
+            )
         if self.log_key_name is not None and not _NAME_RE.fullmatch(self.log_key_name):
             raise ValueError(
                 "AUDIT_LOG_KEY_NAME must be non-empty, with no spaces and no '+' (C2SP signed-note)"

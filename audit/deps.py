@@ -16,6 +16,7 @@ from audit.config import get_settings
 from audit.db import get_engine
 from audit.inputs import MAX_PATH_PARAM, MAX_QUERY_VALUE, check_params
 from audit.middleware import AS_WRITER, READ_METHODS
+from audit.ops.metrics import route_template
 from audit.principal import CurrentUser
 from audit.uow import unit_of_work
 from audit.user.service import resolve_token
@@ -58,25 +59,62 @@ def get_current_user(session: SessionDep, token: TokenDep) -> CurrentUser:
 UserDep = Annotated[CurrentUser, Depends(get_current_user)]
 
 
-_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+LONG_RUNNING = frozenset(
+    {
+        "/api/v1/reports/", "/reports/", "/reports", "/compliance",  # reports and the dashboard
+        "/api/v1/exports", "/auditor/engagements/{engagement_id}/bundle", "/api/v1/imports",
+        "/api/v1/audit/verify", "/compliance/verify", "/api/v1/audit/consistency",
+        "/api/v1/audit/events", "/fhir/AuditEvent", "/fhir/Provenance",  # searches of the ledger
+        "/api/v1/auth/token", "/signin",  # a password check: Argon2 is slow on purpose
+    }
+)  # fmt: skip
+"""Route templates whose requests may take long (an entry ending in "/" is a prefix): they have a lane
+of their own in `request_gate`."""
+_LONG_PREFIXES = tuple(t for t in LONG_RUNNING if t.endswith("/"))
+
+INTERACTIVE, LONG = "interactive", "long"
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-async def request_gate() -> AsyncIterator[None]:
-    """At most `max_concurrent_requests` requests of this process past this point at once; the others
-    wait here, in the event loop, holding no thread and no connection.
+def lane(request: Request) -> str:
+    """The gate's lane for a request, from its route's template (so a path parameter cannot move it)."""
+    template = route_template(request.scope)
+    return LONG if template in LONG_RUNNING or template.startswith(_LONG_PREFIXES) else INTERACTIVE
 
-    Why: a sync route runs each of its steps (dependencies, the route, the commit) as its own call on
-    the thread pool (40 threads), and keeps one of the engine's 15 connections from its first
+
+async def request_gate(request: Request) -> AsyncIterator[None]:
+    """At most `max_concurrent_requests` interactive requests and `max_concurrent_long_requests`
+    long-running ones (`LONG_RUNNING`) of this process past this point at once; the others wait here,
+    in the event loop, holding no thread and no connection.
+
+    Why a gate: a sync route runs each of its steps (dependencies, the route, the commit) as its own
+    call on the thread pool (40 threads), and keeps one of the engine's 15 connections from its first
     statement to its commit. Past capacity, threads blocked waiting for a connection took every
     thread that requests holding connections needed to finish, until the pool's 30 s timeout: at 100
-    requests/s the service stalled for minutes and answered 503. Kept below the pool's size, no
-    request ever waits for a connection. The body is read before this point, so a slow upload
-    holds no place (an import's streamed upload, once authorised, does)."""
+    requests/s the service stalled for minutes and answered 503. Both lanes together stay below the
+    pool's size, so no request ever waits for a connection. The body is read before this point, so a
+    slow upload holds no place (an import's streamed upload, once authorised, does).
+
+    Why a small one (2): one process runs Python on one core at a time (the GIL). Two requests in
+    flight already keep it busy while the other's statements run; more only add thread switches.
+    Two workers on PostgreSQL wrote, medians of 5 runs (tests/perf/bench_workers.py): 121-130 lines/s
+    with 12, 164 with 4, 169 with 3, 185 with 2.
+    Why two lanes: a report, an import or a sign-in (Argon2, slow on purpose) must not hold the places
+    that code entry and sign-off need."""
     loop = asyncio.get_running_loop()
-    gate = _GATES.get(loop)
-    if gate is None:
-        gate = _GATES.setdefault(loop, asyncio.Semaphore(get_settings().max_concurrent_requests))
-    async with gate:
+    gates = _GATES.get(loop)
+    if gates is None:
+        settings = get_settings()
+        gates = _GATES.setdefault(
+            loop,
+            {
+                INTERACTIVE: asyncio.Semaphore(settings.max_concurrent_requests),
+                LONG: asyncio.Semaphore(settings.max_concurrent_long_requests),
+            },
+        )
+    async with gates[lane(request)]:
         yield
 
 

@@ -435,7 +435,7 @@ def test_a_burst_past_capacity_waits_its_turn_instead_of_stalling(
     """96 writes at once on one process. Each step of a sync route takes one of 40 threads, and a
     request keeps one of 15 pooled connections from its first statement to its commit: without a limit,
     threads waiting for a connection held every thread the connection holders needed to finish, until
-    the pool's 30 s timeout, and requests failed with 503. audit.deps.request_gate lets 12 in at a time."""
+    the pool's 30 s timeout, and requests failed with 503. audit.deps.request_gate lets 2 in at a time."""
     upgrade(fresh_db_url)
     server = start_server(fresh_db_url, tmp_path, port=9149)
     statuses: list[int] = []
