@@ -196,15 +196,19 @@ def locked_row(session: Session, model: Any, values: dict[str, Any], key: str) -
     raise RuntimeError(f"{model.__tablename__} row {values[key]!r} kept disappearing")
 
 
+def conflict_insert(dialect_name: str, table: Any) -> Any:
+    """An INSERT into `table` that takes ON CONFLICT clauses (`on_conflict_do_nothing`,
+    `on_conflict_do_update`), for the named database: both speak them, through their own constructs."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+
+
 def insert_missing(session: Session, table: Any, values: dict[str, Any], key: list[str]) -> None:
     """INSERT the row unless one with the same `key` exists (ON CONFLICT DO NOTHING on both databases),
     so concurrent first writers of a counter row never fail on its primary key."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
-    else:
-        session.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
+    stmt = conflict_insert(session.get_bind().dialect.name, table).values(**values)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=key))
 
 
 # PostgreSQL SQLSTATE classes that mean "not now" rather than "wrong": connection exceptions (08),

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from audit.db import conflict_insert
 from audit.ledger.models import (
     CODE_EVENTS,
     EM_CODES,
@@ -390,11 +391,8 @@ def _new_line_upserts(dialect_name: str) -> tuple[Any, Any]:
 def _adding(dialect_name: str, table: Table, counts: Any) -> Any:
     """INSERT `counts` (the key's columns, then a count) into `table`, adding to `lines` where the row
     exists."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
     key = [c.name for c in table.primary_key.columns]
-    stmt = dialect.insert(table).from_select([*key, "lines"], counts)
+    stmt = conflict_insert(dialect_name, table).from_select([*key, "lines"], counts)
     return stmt.on_conflict_do_update(index_elements=key, set_={"lines": table.c.lines + stmt.excluded.lines})
 
 

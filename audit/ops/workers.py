@@ -49,7 +49,7 @@ def _worker(host: str, port: int, log_config: dict[str, Any]) -> None:
     try:
         sock = listening_socket(host, port)
     except OSError as exc:
-        logging.getLogger("audit.workers").error("cannot listen on %s:%s: %s", host, port, exc)
+        log.error("cannot listen on %s:%s: %s", host, port, exc)
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(APP, factory=True, log_config=log_config, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
