@@ -12,8 +12,10 @@ from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from audit.config import get_settings
 from audit.ledger import rollups
 from audit.ledger.models import EM_CODES, EM_FAMILIES
+from audit.models import ChangeAfterAttestation
 from audit.policy.filters import (
     by_provider_and_day,
     delegation_clause,
@@ -23,7 +25,7 @@ from audit.policy.filters import (
 )
 from audit.policy.scope import ReadScope
 from audit.report.codesets import codes_invalid_for_date
-from audit.report.responsibility import first_attestations, provider_responsibility
+from audit.report.responsibility import provider_responsibility
 from audit.report.retention import past_retention
 from audit.report.schemas import Report, Section
 from audit.report.sql import (
@@ -40,6 +42,7 @@ from audit.report.sql import (
     names,
 )
 
+CAA = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 AGING_BUCKETS = (("0-7", 7), ("8-14", 14), ("15-30", 30), ("31-60", 60))
 
 
@@ -54,19 +57,31 @@ def code_text(state: Any) -> str:
 
 
 def changes_after_attestation(session: Session, f: ReadScope, now: datetime) -> Report:
-    first = first_attestations(f)
-    joined = LED.join(
-        first, and_(LED.c.encounter_id == first.c.encounter_id, LED.c.seq > first.c.first_seq)
-    ).join(ENC, ENC.c.id == LED.c.encounter_id)
-    stmt = (
-        select(
-            LED.c.seq, LED.c.ts, LED.c.type, LED.c.encounter_id, ENC.c.external_id, ENC.c.date_of_service,
-            ENC.c.rendering_provider_id, LED.c.actor_id, LED.c.actor_role, LED.c.subject_id, LED.c.payload,
-        )
-        .select_from(joined)
-        .where(in_log(), LED.c.type.in_(CODE_EVENTS), LED.c.outcome == "allowed")
-        .order_by(LED.c.seq)
-    )  # fmt: skip
+    """Listed from `change_after_attestation`, the rows the ledger writer keeps for exactly these
+    events (audit.ledger.changes: verified against the ledger by `audit verify`), instead of finding
+    each encounter's first attestation among all its events."""
+    return changes_report(session, _kept_changes(f))
+
+
+def _kept_changes(f: ReadScope) -> Any:
+    kept = CAA.join(LED, and_(LED.c.log_id == CAA.c.log_id, LED.c.seq == CAA.c.seq)).join(
+        ENC, ENC.c.id == CAA.c.encounter_id
+    )
+    return (
+        select(*CHANGE_COLUMNS)
+        .select_from(kept)
+        .where(CAA.c.log_id == get_settings().log_id, encounter_clause(f))
+        .order_by(CAA.c.seq)
+    )
+
+
+CHANGE_COLUMNS = (
+    LED.c.seq, LED.c.ts, LED.c.type, LED.c.encounter_id, ENC.c.external_id, ENC.c.date_of_service,
+    ENC.c.rendering_provider_id, LED.c.actor_id, LED.c.actor_role, LED.c.subject_id, LED.c.payload,
+)  # fmt: skip
+
+
+def changes_report(session: Session, stmt: Any) -> Report:
     result = session.execute(stmt).all()
     who = names(session, [u for r in result for u in (r.rendering_provider_id, r.actor_id)])
     rows = []

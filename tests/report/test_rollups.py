@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from audit.config import get_settings
 from audit.db import make_engine
 from audit.ledger import rollups
+from audit.ledger.models import CODE_EVENTS
 from audit.ledger.problems import ROLLUP
 from audit.ledger.verification import verify_ledger
 from audit.migrate import downgrade, upgrade
 from audit.models import User, utcnow
+from audit.policy.filters import in_log
 from audit.policy.scope import Area, ReadScope
 from audit.report import dashboard, queries, responsibility
 from audit.report.listing import PageRequest
@@ -94,6 +97,41 @@ def test_the_report_from_roll_ups_equals_the_group_bys_for_every_scope(org: Org,
     assert {r[1] for r in whole} >= {"Dr Ada Okafor", "Dr Ben Stone"}
     provider = ReadScope("p", (Area.of(providers=[u["P1"].id]),), party_id=u["P1"].id)
     assert not responsibility.by_provider_and_day(provider)  # supervised encounters: the GROUP BYs
+
+
+def _changes_from_ledger(scope: ReadScope) -> Any:
+    """The changes after attestation found in the ledger alone (each encounter's first attestation among
+    its events): the definition the kept table follows."""
+    first = responsibility.first_attestations(scope)
+    led, enc = queries.LED, queries.ENC
+    joined = led.join(first, and_(led.c.encounter_id == first.c.encounter_id, led.c.seq > first.c.first_seq))
+    return (
+        select(*queries.CHANGE_COLUMNS)
+        .select_from(joined.join(enc, enc.c.id == led.c.encounter_id))
+        .where(in_log(), led.c.type.in_(CODE_EVENTS), led.c.outcome == "allowed")
+        .order_by(led.c.seq)
+    )
+
+
+def test_the_changes_report_from_the_kept_table_equals_the_ledger_for_every_scope(
+    org: Org, session: Session
+) -> None:
+    u = org.users
+    week_ago = today() - timedelta(days=7)
+    scopes = [
+        ReadScope("c", None),
+        ReadScope("c", None, narrow=Area.of(week_ago, today(), [u["P1"].id])),
+        ReadScope("a", (Area.of(None, week_ago), Area.of(week_ago, None, [u["P2"].id]))),
+        ReadScope("p", (Area.of(providers=[u["P2"].id]),), party_id=u["P2"].id),
+    ]
+    for scope in scopes:
+        kept = queries.changes_after_attestation(session, scope, utcnow()).main.rows
+        assert kept == queries.changes_report(session, _changes_from_ledger(scope)).main.rows, scope
+    everything = queries.changes_after_attestation(session, scopes[0], utcnow()).main.rows
+    assert len(everything) == 2  # E1's change and E4's added line (tests/report/scenario.py)
+    assert queries.changes_after_attestation(session, scopes[3], utcnow()).main.rows == [
+        r for r in everything if r[6] == "Dr Ben Stone"
+    ]
 
 
 @pytest.mark.parametrize("how", ["edited", "deleted", "inserted", "denied edited", "E/M edited"])
