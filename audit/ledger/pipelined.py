@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -81,15 +82,9 @@ def scalars(session: Session, statement: Any, params: dict[str, Any]) -> list[An
         return [row[0] for row in driver_connection(session).execute(sql, {**fixed, **params}).fetchall()]
 
 
-_COMPILED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
-
-
+@lru_cache(maxsize=16)
 def _compiled(statement: Any, dialect: Any) -> tuple[str, dict[str, Any]]:
     """The statement's SQL and its fixed parameters (every bind parameter needs a default value),
     kept per statement object: callers pass statements they build once."""
-    kept = _COMPILED.get(id(statement))
-    if kept is None or kept[0] is not statement:
-        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        kept = (statement, str(compiled), dict(compiled.params))
-        _COMPILED[id(statement)] = kept
-    return kept[1], kept[2]
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return str(compiled), dict(compiled.params)

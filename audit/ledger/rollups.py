@@ -313,20 +313,20 @@ def record(
     rows: Sequence[Mapping[str, Any]],
     *,
     changes_added: Iterable[str] = (),
-    lines_counted: bool = False,
+    counted_lines: Sequence[str] | None = None,
 ) -> None:
     """Bring the roll-ups up to date with ledger rows just inserted (their indexed columns), inside
     the appending transaction: the rows the events' writes changed are already flushed.
     `changes_added`: the encounters whose changes after attestation audit.ledger.changes has just kept.
-    `lines_counted`: the writer has already run `count_new_lines` for `new_lines(rows)` (pipelined
-    with the insert); if one of them is a change after attestation, the keys are recounted, which
-    replaces what it added."""
+    `counted_lines`: `new_lines(rows)`, for which the writer has already run `count_new_lines`
+    (pipelined with the insert); if one of them is a change after attestation, the keys are
+    recounted, which replaces what it added."""
     allowed = [r for r in rows if r["encounter_id"] and r["outcome"] == "allowed" and r["type"] not in READS]
     changed = {r["encounter_id"] for r in allowed}  # a refused attempt's work was rolled back
     denied = [r for r in rows if r["outcome"] == "denied" and r["provider_id"] is not None]
-    lines = new_lines(rows)
+    lines = new_lines(rows) if counted_lines is None else counted_lines
     if lines and not changed & set(changes_added):
-        if not lines_counted:
+        if counted_lines is None:
             count_new_lines(db, lines)
         changed = set()
     if not changed and not denied:

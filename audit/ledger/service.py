@@ -110,7 +110,7 @@ def append_timed(session: Session, drafts: Sequence[HeldEvent]) -> list[int]:
         if lines:
             rollups.count_new_lines(session, lines)  # before knowing `added`: `record` then recounts
         added = changes.record(session, log_id, rows)  # the changes after attestation, then the
-    rollups.record(session, log_id, rows, changes_added=added, lines_counted=bool(lines))  # roll-ups
+    rollups.record(session, log_id, rows, changes_added=added, counted_lines=lines)  # roll-ups
     session.info[APPENDED] = True
     return list(range(prev_seq - len(rows) + 1, prev_seq + 1))
 

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, select, true
+from sqlalchemy import Integer, case, cast, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -24,7 +24,7 @@ from audit.errors import InvalidInput
 from audit.ledger import checkpoints, rollups
 from audit.ledger import service as ledger
 from audit.ledger.events import EventDraft
-from audit.models import ChangeAfterAttestation, EncounterNote, utcnow
+from audit.models import EncounterNote, utcnow
 from audit.policy.filters import by_provider_and_day, encounter_clause, event_clause, rollup_clause
 from audit.policy.guard import Target
 from audit.policy.scope import ReadScope
@@ -35,10 +35,9 @@ from audit.report.listing import Column, Group, Listing, Page, PageRequest
 from audit.report.queries import AGING_BUCKETS, REPORTS, code_text, refused
 from audit.report.schemas import Report, Section
 from audit.report.service import authorize_report
-from audit.report.sql import ATT, ENC, LED, USR, in_log
+from audit.report.sql import ATT, CAA, ENC, LED, USR, in_log, kept_changes
 
 NOTE = EncounterNote.__table__  # type: ignore[attr-defined]
-CAA = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 RESOLVE = "encounter.resolve_flag"
 CHART_WEEKS = 12
 
@@ -69,6 +68,7 @@ def _changes_query(session: Session, f: ReadScope, today: date, since: datetime 
     """The changes after attestation (audit.ledger.changes keeps their keys), each with its ledger
     event, encounter and people."""
     provider, actor = aliased(USR), aliased(USR)
+    joined, in_this_log = kept_changes()
     return (
         select(
             CAA.c.seq.label("at"),
@@ -83,12 +83,11 @@ def _changes_query(session: Session, f: ReadScope, today: date, since: datetime 
             LED.c.payload,
         )
         .select_from(
-            CAA.join(LED, and_(LED.c.log_id == CAA.c.log_id, LED.c.seq == CAA.c.seq))
-            .join(ENC, ENC.c.id == CAA.c.encounter_id)
-            .outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id)
-            .outerjoin(actor, actor.c.id == LED.c.actor_id)
+            joined.outerjoin(provider, provider.c.id == ENC.c.rendering_provider_id).outerjoin(
+                actor, actor.c.id == LED.c.actor_id
+            )
         )
-        .where(CAA.c.log_id == get_settings().log_id, _since(CAA.c.ts, since), encounter_clause(f))
+        .where(in_this_log, _since(CAA.c.ts, since), encounter_clause(f))
     )
 
 

@@ -12,10 +12,8 @@ from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
-from audit.config import get_settings
 from audit.ledger import rollups
 from audit.ledger.models import EM_CODES, EM_FAMILIES
-from audit.models import ChangeAfterAttestation
 from audit.policy.filters import (
     by_provider_and_day,
     delegation_clause,
@@ -30,6 +28,7 @@ from audit.report.retention import past_retention
 from audit.report.schemas import Report, Section
 from audit.report.sql import (
     ATT,
+    CAA,
     CODE_EVENTS,
     DLG,
     ENC,
@@ -38,11 +37,11 @@ from audit.report.sql import (
     USR,
     count_if,
     in_log,
+    kept_changes,
     name_of,
     names,
 )
 
-CAA = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
 AGING_BUCKETS = (("0-7", 7), ("8-14", 14), ("15-30", 30), ("31-60", 60))
 
 
@@ -64,13 +63,11 @@ def changes_after_attestation(session: Session, f: ReadScope, now: datetime) -> 
 
 
 def _kept_changes(f: ReadScope) -> Any:
-    kept = CAA.join(LED, and_(LED.c.log_id == CAA.c.log_id, LED.c.seq == CAA.c.seq)).join(
-        ENC, ENC.c.id == CAA.c.encounter_id
-    )
+    joined, in_this_log = kept_changes()
     return (
         select(*CHANGE_COLUMNS)
-        .select_from(kept)
-        .where(CAA.c.log_id == get_settings().log_id, encounter_clause(f))
+        .select_from(joined)
+        .where(in_this_log, encounter_clause(f))
         .order_by(CAA.c.seq)
     )
 

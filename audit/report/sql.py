@@ -6,16 +6,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, func, select
+from sqlalchemy import ColumnElement, Table, and_, case, func, select
 from sqlmodel import Session
 
+from audit.config import get_settings
 from audit.ledger.models import CODE_EVENTS
-from audit.models import CodeLine
+from audit.models import ChangeAfterAttestation, CodeLine
 from audit.policy.filters import ATT, DLG, ENC, LED, USR, in_log
 
-__all__ = ["ATT", "CODE_EVENTS", "DLG", "ENC", "LED", "LINE", "USR", "count_if", "in_log", "name_of", "names"]
+__all__ = [
+    "ATT", "CAA", "CODE_EVENTS", "DLG", "ENC", "LED", "LINE", "USR", "count_if", "in_log", "kept_changes",
+    "name_of", "names",
+]  # fmt: skip
 
 LINE: Table = CodeLine.__table__  # type: ignore[attr-defined]
+CAA: Table = ChangeAfterAttestation.__table__  # type: ignore[attr-defined]
+
+
+def kept_changes() -> tuple[Any, ColumnElement[bool]]:
+    """The changes after attestation this log keeps (audit.ledger.changes), each joined to its ledger
+    event (LED) and its encounter (ENC): (FROM clause, the log's WHERE clause). Scope them with
+    `encounter_clause`."""
+    joined = CAA.join(LED, and_(LED.c.log_id == CAA.c.log_id, LED.c.seq == CAA.c.seq)).join(
+        ENC, ENC.c.id == CAA.c.encounter_id
+    )
+    return joined, CAA.c.log_id == get_settings().log_id
 
 
 def count_if(condition: ColumnElement[bool]) -> Any:
