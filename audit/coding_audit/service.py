@@ -131,7 +131,11 @@ def draw_sample(session: Session, *, user: CurrentUser, audit_id: str) -> Coding
     audit.parties = _parties(session, frame, sample)
     session.add(audit)
     session.flush()
-    detail = {"algorithm_version": sample_script.ALGORITHM_VERSION, "frame_ids": [r["id"] for r in frame]}
+    detail = {
+        "algorithm_version": sample_script.ALGORITHM_VERSION,
+        "frame_ids": [r["id"] for r in frame],
+        "parties": audit.parties,  # who may read the audit: reconciled by `audit verify`
+    }
     ledger.append_one(session, grant.event(before=before, after=audit_state(audit), detail=detail), now=now)
     return audit
 

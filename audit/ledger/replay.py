@@ -1,7 +1,8 @@
 """Replay the ledger into the state it implies (pure: no session, no clock).
 
 Each allowed state-changing event sets the rows it wrote: users, encounters and their status,
-code lines with every version, attestations, delegations, engagements and compliance notes. The
+code lines with every version, attestations, delegations, engagements, compliance notes, and the
+coding audits with their findings, responses, signatures and follow-up (audit.ledger.replay_audits). The
 result is compared with the tables by `audit.ledger.reconcile`. Along the way the ledger is checked
 against itself: a change to a line it never added, a `before` that is not the state replayed so far,
 an attestation whose digest is not the code set it implies, an actor who is not a user or acts in
@@ -19,7 +20,8 @@ from datetime import date, datetime
 from typing import Any
 
 from audit.ledger.digest import code_set_digest
-from audit.ledger.problems import EVENT, Problem
+from audit.ledger.problems import EVENT, Problem, ShapeError
+from audit.ledger.replay_audits import AUDIT_TABLES, AuditReplay
 
 LEGACY = "<legacy>"  # an expected value the ledger does not hold (older event); counted, not compared
 
@@ -75,11 +77,16 @@ DATETIMES = {"valid_from", "valid_until", "revoked_at", "expires_at", "signed_at
 DATES = {"dos_from", "dos_until", "date_from", "date_to", "date_of_service"}
 
 Row = dict[str, Any]
-TABLES = ("app_user", "encounter", "code_line", "attestation", "delegation", "engagement", "encounter_note")
-
-
-class ShapeError(ValueError):
-    """The event does not have the shape its type promises (a forged or damaged payload)."""
+TABLES = (
+    "app_user",
+    "encounter",
+    "code_line",
+    "attestation",
+    "delegation",
+    "engagement",
+    "encounter_note",
+    *AUDIT_TABLES,
+)
 
 
 def _id(body: dict[str, Any], key: str = "subject") -> str:
@@ -153,6 +160,7 @@ class Replay:
             "encounter.annotate": self._note,
             "encounter.resolve_flag": self._resolution,
             "auth.signin": self._signin,
+            **AuditReplay(self).handlers(),
         }
 
     # -- the feed ------------------------------------------------------------------------------
@@ -195,6 +203,21 @@ class Replay:
             self._event(seq, f"creates {table} {row_id} again", table=table, id=row_id)
             return False
         return True
+
+    # The bookkeeping, by the names the coding-audit handlers (audit.ledger.replay_audits) use.
+    legacy = LEGACY
+
+    def new_row(self, table: str, row_id: Any, seq: int) -> bool:
+        return self._new(table, row_id, seq)
+
+    def existing_row(self, table: str, row_id: Any, seq: int) -> Row | None:
+        return self._existing(table, row_id, seq)
+
+    def set_row(self, table: str, row_id: str, row: Row, seq: int) -> None:
+        self._set(table, row_id, row, seq)
+
+    def row_time(self, body: dict[str, Any]) -> Any:
+        return row_time(body)
 
     def _compare_before(
         self, seq: int, table: str, row_id: str, row: Row, before: Any, names: tuple[str, ...]
