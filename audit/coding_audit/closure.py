@@ -5,8 +5,6 @@ It cannot be signed while a dispute is open, and any later change to a finding s
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -19,13 +17,13 @@ from audit.coding_audit.scoring import method_version, score_audit
 from audit.coding_audit.views import (
     audit_state,
     finding_state,
-    ledger_safe,
     response_state,
     signature_state,
 )
 from audit.encounter.service import load_encounter
 from audit.errors import Conflict, InvalidInput
 from audit.ledger import service as ledger
+from audit.ledger.digest import audit_findings_digest, ledger_safe
 from audit.ledger.events import FAILED, ROW_TIME
 from audit.models import User, utcnow
 from audit.policy.guard import Grant
@@ -167,16 +165,15 @@ def current_findings(session: Session, audit_id: str) -> list[AuditFinding]:
 
 def findings_digest(audit: CodingAudit, findings: list[AuditFinding], scores: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of what the signature covers: the frame's hash, the sample, every
-    current finding and the scores (with their method version)."""
-    covered = {
-        "audit_id": audit.id,
-        "frame_sha256": audit.frame_sha256,
-        "sample": audit.sample,
-        "findings": [finding_state(f) for f in findings],
-        "scores": ledger_safe(scores),
-    }
-    canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    current finding and the scores (with their method version). `audit verify` recomputes it from the
+    stored signed report (audit.ledger.digest)."""
+    return audit_findings_digest(
+        audit_id=audit.id,
+        frame_sha256=audit.frame_sha256,
+        sample=audit.sample,
+        findings=[finding_state(f) for f in findings],
+        scores=scores,
+    )
 
 
 def sign(session: Session, *, user: CurrentUser, audit_id: str, password: str) -> AuditSignature:

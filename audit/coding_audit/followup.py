@@ -20,8 +20,9 @@ from sqlmodel import Session, select
 from audit.coding_audit.models import AuditFinding, AuditFollowUp, CodingAudit
 from audit.coding_audit.scoring import Row as ScoreRow
 from audit.coding_audit.scoring import outcome
-from audit.coding_audit.views import audit_state, follow_up_state, ledger_safe
+from audit.coding_audit.views import audit_state, follow_up_state
 from audit.ledger import service as ledger
+from audit.ledger.digest import ledger_safe
 from audit.ledger.events import ROW_TIME
 from audit.policy.guard import Grant
 from audit.policy.runtime import get_compliance

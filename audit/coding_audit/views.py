@@ -15,18 +15,6 @@ from audit.coding_audit.models import (
 from audit.ledger.chain import rfc3339
 
 
-def ledger_safe(value: Any) -> Any:
-    """Ratios as decimal strings: ledger payloads hold no floats (DESIGN §5), and a digest over text
-    is the same in every language."""
-    if isinstance(value, float):
-        return format(value, ".4f")
-    if isinstance(value, dict):
-        return {k: ledger_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [ledger_safe(v) for v in value]
-    return value
-
-
 def audit_state(a: CodingAudit) -> dict[str, Any]:
     return {
         "id": a.id,

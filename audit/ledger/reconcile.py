@@ -24,7 +24,7 @@ from audit.ledger.replay import (
     Replay,
     plain,
 )
-from audit.ledger.replay_audits import AUDIT, RECONCILED_AUDITS, audit_row_as_events_show_it
+from audit.ledger.replay_audits import AUDIT_TABLES, RECONCILED_AUDITS, as_events_show_it
 
 # The columns of each table that the ledger vouches for. The reader selects `id` plus these;
 # `password_hash` is compared as its SHA-256 (what the events carry).
@@ -67,7 +67,7 @@ NOT_RECONCILED: dict[str, str] = {
     "api_token.expires_at, revoked_at": "a token's lifetime and sign-out (sign-out events name no token)",
     "checkpoint": "signed notes: checked by their signature, not by replay",
     "code_set_release, code_set_code, ncci_ptp_edit, mue_limit": "reference data imported by the owner",
-    "audit_signature.report": "the signed report's body (its findings_digest is reconciled)",
+    "audit_signature.report outside what the signature covers": "the audit's own fields in the report",
     "coding_audit.parties, older audits": "sampled before sample events named them: unreconciled",
 }
 
@@ -109,8 +109,8 @@ class Reconciliation:
                 continue
             if table == "app_user":
                 row = _account_as_events_show_it(row)
-            elif table == AUDIT:
-                row = audit_row_as_events_show_it(row)
+            elif table in AUDIT_TABLES:
+                row = as_events_show_it(table, row)
             for name in fields:
                 expected_value = want[name]
                 if expected_value == LEGACY:

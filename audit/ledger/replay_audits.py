@@ -11,8 +11,9 @@ documented shape, and a test checks it against rows the services wrote.
 What no event holds: an audit's frozen `frame` is reconciled through its SHA-256 (`frame_sha256` is in
 the event; the reader hashes the stored frame the same way, see `frame_digest`), and its `parties` (who
 may read it, derived when the sample is drawn) through `detail.parties`, which sample events carry
-since this check was added (older ones leave it unreconciled). A signature's `report` body is not
-reconciled; its `findings_digest` is.
+since this check was added (older ones leave it unreconciled). A signature's stored `report` (the
+signed report the export bundle ships) is reconciled through the findings digest its body implies
+(`audit.ledger.digest.signed_report_digest`), which must be the signed `findings_digest`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from audit.ledger.digest import signed_report_digest
 from audit.ledger.problems import ShapeError
 
 if TYPE_CHECKING:
@@ -98,7 +100,9 @@ SIGNATURE_COLUMNS = (
     "status",
     "superseded_at",
     "ledger_seq",
+    "report",  # compared as the digest its body implies: the event's findings_digest
 )
+SIGNATURE_STATE = SIGNATURE_COLUMNS[:-2]  # what `signature_state` shows
 FOLLOW_UP_COLUMNS = (
     "audit_id",
     "kind",
@@ -131,8 +135,13 @@ def frame_digest(frame: Any) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def audit_row_as_events_show_it(row: Row) -> Row:
-    """A stored coding-audit row in the events' terms: the frame as its digest, sets sorted."""
+def as_events_show_it(table: str, row: Row) -> Row:
+    """A stored row in the events' terms: an audit's frame as its digest and its sets sorted; a
+    signature's report body as the findings digest it implies."""
+    if table == SIGNATURE and "report" in row:
+        return {**row, "report": signed_report_digest(row["report"])}
+    if table != AUDIT:
+        return row
     shown = dict(row)
     if "frame" in shown:
         shown["frame"] = frame_digest(shown["frame"])
@@ -322,8 +331,12 @@ def _finding_row(after: dict[str, Any]) -> Row:
 
 
 def _signature_row(after: dict[str, Any]) -> Row:
-    row = _pick(after, SIGNATURE_COLUMNS[:-1])
-    row.update(signed_at=_time(row["signed_at"]), superseded_at=_time(row["superseded_at"]))
+    row = _pick(after, SIGNATURE_STATE)
+    row.update(
+        signed_at=_time(row["signed_at"]),
+        superseded_at=_time(row["superseded_at"]),
+        report=row["findings_digest"],
+    )
     return row
 
 

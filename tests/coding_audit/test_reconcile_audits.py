@@ -1,5 +1,6 @@
 """`audit verify` reconciles the coding-audit tables with their events: a verdict, a decision, a
-signature or a follow-up edited behind the service's back is named by table, id and field.
+signature, its signed report or a follow-up edited behind the service's back is named by table, id
+and field.
 
 The whole loop runs through the API (open, sample, findings, a replaced finding, responses, disputes,
 decisions, the signature, follow-up with a re-audit, a later finding that supersedes the signature),
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 
 from audit.coding_audit import sample_script
@@ -114,6 +115,12 @@ EDITS = {
     ),
     "revived signature": ("audit_signature", "status", "'valid'", "SELECT id FROM audit_signature"),
     "signature digest": ("audit_signature", "findings_digest", "'0000'", "SELECT id FROM audit_signature"),
+    "signed report": (
+        "audit_signature",
+        "report",
+        """'{"findings": []}'""",
+        "SELECT id FROM audit_signature",
+    ),
     "audit status": ("coding_audit", "status", "'signed'", THE_AUDIT),
     "sample": ("coding_audit", "sample", "'[]'", THE_AUDIT),
     "frame": ("coding_audit", "frame", "'[]'", THE_AUDIT),
@@ -137,6 +144,18 @@ def test_an_edited_coding_audit_row_is_named_by_table_id_and_field(
     problem = only(verify(connection), FIELD)
     assert (problem.table, problem.id, problem.field) == (table, row_id, column)
     assert problem.expected != problem.found
+
+
+def test_a_verdict_changed_inside_the_signed_report_is_named(loop: Loop, connection: Connection) -> None:
+    """The export bundle ships the stored signed report: a finding rewritten inside it (the signature
+    row and its digest untouched) no longer hashes to the signed findings digest."""
+    table = metadata.tables["audit_signature"]
+    signature_id, report = connection.execute(select(table.c.id, table.c.report)).one()
+    disagreed = next(f for f in report["findings"] if f["verdict"] == "disagree")
+    disagreed["verdict"] = "agree"
+    connection.execute(update(table).where(table.c.id == signature_id).values(report=report))
+    problem = only(verify(connection), FIELD)
+    assert (problem.table, problem.id, problem.field) == ("audit_signature", signature_id, "report")
 
 
 def test_a_forged_response_and_a_deleted_follow_up_are_named(loop: Loop, connection: Connection) -> None:
