@@ -10,11 +10,13 @@ PostgreSQL runs READ COMMITTED; the ledger serialises appends with an advisory t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
@@ -35,7 +37,21 @@ DEFERRED = "audit_deferred"  # execution option: a SQLite unit of work that star
 _SQLITE_BUSY = 5  # the primary result code; SQLITE_BUSY_SNAPSHOT (517) and the others share it
 
 
+_decode_json = msgspec.json.Decoder().decode
+
+
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns as the standard parser reads them, about three times faster: msgspec first
+    (code lines' modifiers and pointers are read on every page and by every verification), and the
+    standard parser for what msgspec refuses (NaN, infinities), so both read every value alike."""
+    try:
+        return _decode_json(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("json_deserializer", json_loads)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True, **kwargs

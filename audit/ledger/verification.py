@@ -398,18 +398,17 @@ def _moved_in(rows: Any) -> Iterator[Problem]:
 
 
 def _table_rows(session: Session, name: str, reconciled: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Every row of a state table as {id, reconciled columns}, in pages of its primary key."""
+    """Every row of a state table as {id, reconciled columns}, from ONE query streamed in the table's
+    own order (the comparison takes rows in any order). Paging by id read each row through the primary
+    key's index: on SQLite a random UUID order, 47 us a code line."""
     table: Table = metadata.tables[name]
     names = ("id", *reconciled)
-    columns = [table.c[n] for n in names]
-    last: str | None = None
-    while True:
-        stmt = select(*columns).order_by(table.c.id).limit(PAGE)
-        if last is not None:
-            stmt = stmt.where(table.c.id > last)
-        rows = session.execute(stmt).all()
-        if not rows:
-            return
-        for row in rows:
-            yield dict(zip(names, row, strict=True))
-        last = rows[-1][0]
+    result = session.execute(
+        select(*(table.c[n] for n in names)), execution_options={"stream_results": True, "yield_per": PAGE}
+    )
+    try:
+        for page in result.partitions(PAGE):
+            for row in page:
+                yield dict(zip(names, row, strict=True))
+    finally:
+        result.close()
