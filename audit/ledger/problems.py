@@ -16,11 +16,6 @@ FIELD = "field"  # a row's field differs from what the ledger implies
 ROLLUP = "rollup"  # a report roll-up row differs from the GROUP BY over the tables and the ledger
 
 
-class ShapeError(ValueError):
-    """An event does not have the shape its type promises (a forged or damaged payload): the replay
-    names it as an EVENT problem by seq."""
-
-
 @dataclass(frozen=True)
 class Problem:
     kind: str

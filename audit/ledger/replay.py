@@ -20,8 +20,11 @@ from datetime import date, datetime
 from typing import Any
 
 from audit.ledger.digest import code_set_digest
-from audit.ledger.problems import EVENT, Problem, ShapeError
+from audit.ledger.problems import EVENT, Problem
 from audit.ledger.replay_audits import AUDIT_TABLES, AuditReplay
+from audit.ledger.shapes import ShapeError, an_id, pick
+from audit.ledger.shapes import as_dict as _dict
+from audit.ledger.shapes import get as _get
 
 LEGACY = "<legacy>"  # an expected value the ledger does not hold (older event); counted, not compared
 
@@ -92,19 +95,7 @@ TABLES = (
 def _id(body: dict[str, Any], key: str = "subject") -> str:
     """The event's subject id (or its `encounter_id`), which a state event cannot lack."""
     value = _get(body.get("subject"), "id") if key == "subject" else body.get(key)
-    if not isinstance(value, str) or not value:
-        raise ShapeError(f"no {key} id")
-    return value
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, dict) else None
-
-
-def _dict(obj: Any, what: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise ShapeError(f"{what} is not an object")
-    return obj
+    return an_id(value, f"{key} id")
 
 
 def typed(name: str, value: Any) -> Any:
@@ -119,10 +110,8 @@ def typed(name: str, value: Any) -> Any:
 
 
 def _pick(source: dict[str, Any], names: tuple[str, ...]) -> Row:
-    try:
-        row = {n: source[n] for n in names}
-    except KeyError:
-        raise ShapeError(f"missing {', '.join(n for n in names if n not in source)}") from None
+    """The named fields, dates and datetimes parsed as the tables hold them."""
+    row = pick(source, names)
     converted = _TYPED.get(names)
     if converted is None:
         converted = _TYPED[names] = tuple(n for n in names if n in DATETIMES or n in DATES)

@@ -25,7 +25,9 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from audit.ledger.digest import signed_report_digest
-from audit.ledger.problems import ShapeError
+from audit.ledger.shapes import an_id, pick
+from audit.ledger.shapes import as_dict as _dict
+from audit.ledger.shapes import get as _get
 
 if TYPE_CHECKING:
     from audit.ledger.replay import Replay
@@ -224,9 +226,9 @@ class AuditReplay:
     def _respond(self, seq: int, body: dict[str, Any]) -> None:
         self._decide(seq, body)  # the finding's new status
         response = _dict(_after(body).get("response"), "after.response")
-        response_id = _an_id(response.get("id"), "after.response.id")
+        response_id = an_id(response.get("id"), "after.response.id")
         if self.replay.new_row(RESPONSE, response_id, seq):
-            row = _pick(response, RESPONSE_COLUMNS)
+            row = pick(response, RESPONSE_COLUMNS)
             row["responded_at"] = _time(row["responded_at"])
             self.replay.set_row(RESPONSE, response_id, row, seq)
 
@@ -251,7 +253,7 @@ class AuditReplay:
         item_id = _subject(body)
         if not self.replay.new_row(FOLLOW_UP, item_id, seq):
             return
-        row = _pick(_after(body), FOLLOW_UP_COLUMNS[:-1])
+        row = pick(_after(body), FOLLOW_UP_COLUMNS[:-1])
         row.update(
             identified_on=_date(row["identified_on"]),
             due_on=_date(row["due_on"]),
@@ -264,7 +266,7 @@ def _audit_row(after: dict[str, Any]) -> Row:
     """The columns of `audit_state` (`audit.coding_audit.views`) other than `parties`."""
     scope = _dict(after.get("scope"), "after.scope")
     sampling = _dict(after.get("sampling"), "after.sampling")
-    row = _pick(
+    row = pick(
         after,
         (
             "name",
@@ -297,7 +299,7 @@ def _audit_row(after: dict[str, Any]) -> Row:
 def _finding_row(after: dict[str, Any]) -> Row:
     """The columns of `finding_state`: the line it judged is nested under `line`."""
     line = _dict(after.get("line"), "after.line")
-    row = _pick(
+    row = pick(
         after,
         (
             "audit_id",
@@ -331,7 +333,7 @@ def _finding_row(after: dict[str, Any]) -> Row:
 
 
 def _signature_row(after: dict[str, Any]) -> Row:
-    row = _pick(after, SIGNATURE_STATE)
+    row = pick(after, SIGNATURE_STATE)
     row.update(
         signed_at=_time(row["signed_at"]),
         superseded_at=_time(row["superseded_at"]),
@@ -341,31 +343,8 @@ def _signature_row(after: dict[str, Any]) -> Row:
 
 
 def _subject(body: dict[str, Any]) -> str:
-    return _an_id(_get(body.get("subject"), "id"), "subject.id")
-
-
-def _an_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ShapeError(f"no {what}")
-    return value
+    return an_id(_get(body.get("subject"), "id"), "subject.id")
 
 
 def _after(body: dict[str, Any]) -> dict[str, Any]:
     return _dict(body.get("after"), "after")
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, dict) else None
-
-
-def _dict(obj: Any, what: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise ShapeError(f"{what} is not an object")
-    return obj
-
-
-def _pick(source: dict[str, Any], names: tuple[str, ...]) -> Row:
-    try:
-        return {n: source[n] for n in names}
-    except KeyError:
-        raise ShapeError(f"missing {', '.join(n for n in names if n not in source)}") from None
