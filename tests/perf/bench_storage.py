@@ -2,8 +2,8 @@
 
     .venv/bin/python tests/perf/bench_storage.py [DATABASE_URL]
 
-The database is one `tests/perf/bench_verify.py` built (default: its SQLite file of 50,000 events,
-/tmp/audit-bench-verify/verify-50000.db; AUDIT_BENCH_DATABASE_URL or the argument for another one,
+The database is one `tests/perf/bench_verify.py` built (default: the largest of its SQLite files,
+/tmp/audit-bench-verify/verify-N.db; AUDIT_BENCH_DATABASE_URL or the argument for another one,
 PostgreSQL included). It is measured as it is (the schema revision it is at), so run it before and
 after `audit db upgrade` on a copy to see what a migration changes. Measured:
 - bytes per event of `ledger_event` with every index (SQLite: `dbstat`, the pages each b-tree holds,
@@ -31,6 +31,14 @@ TARGET = 600
 DEFAULT = "sqlite:////tmp/audit-bench-verify/verify-50000.db"
 
 
+def kept_ledger() -> str:
+    """The largest ledger bench_verify.py has kept (its default 1,000,000 events, or the 20,000 of
+    `run_all.py --quick`), else DEFAULT (which then fails, naming the file to build)."""
+    folder = Path(DEFAULT.removeprefix("sqlite:///")).parent
+    kept = sorted(folder.glob("verify-[0-9]*.db"), key=lambda p: int(p.stem.split("-")[1]))
+    return f"sqlite:///{kept[-1]}" if kept else DEFAULT
+
+
 def sizes(conn: Connection) -> dict[str, int]:
     """Bytes of the ledger table and of each of its indexes."""
     if conn.dialect.name == "sqlite":
@@ -52,7 +60,7 @@ def sizes(conn: Connection) -> dict[str, int]:
 
 
 def main() -> None:
-    url = (sys.argv[1:] or [os.environ.get("AUDIT_BENCH_DATABASE_URL") or DEFAULT])[0]
+    url = (sys.argv[1:] or [os.environ.get("AUDIT_BENCH_DATABASE_URL") or kept_ledger()])[0]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     engine = create_engine(url)

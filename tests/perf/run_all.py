@@ -201,6 +201,41 @@ def read_rows(rows_file: Path, stdout: str) -> list[dict[str, object]]:
     return rows
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid`, from /proc (Linux), whatever session it runs in."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(text.rsplit(")", 1)[1].split()[1])  # the field after the state
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a timed-out benchmark's process group and every process under it. The servers a benchmark
+    starts (tests/crash/servers.py) run in sessions of their own, so killing the group alone left
+    them serving under load through the next benchmarks."""
+    groups = {pid}
+    for child in descendants(pid):
+        try:
+            groups.add(os.getpgid(child))
+        except ProcessLookupError:
+            continue
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
 def run_one(
     path: Path, engine: str, argv: list[str], env: dict[str, str], timeout: float, logs: Path
 ) -> Result:
@@ -219,7 +254,7 @@ def run_one(
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait()
             code, problem = None, f"timed out after {timeout:.0f} s"
     seconds = time.monotonic() - start
