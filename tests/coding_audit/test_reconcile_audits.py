@@ -134,16 +134,21 @@ EDITS = {
 }
 
 
-@pytest.mark.parametrize("name", list(EDITS))
-def test_an_edited_coding_audit_row_is_named_by_table_id_and_field(
-    name: str, loop: Loop, connection: Connection
+def test_each_edited_coding_audit_row_is_named_by_table_id_and_field(
+    loop: Loop, connection: Connection
 ) -> None:
-    table, column, value, locate = EDITS[name]
-    row_id = _one(connection, locate, audit=loop.audit, replaced=loop.replaced, p1e1=loop.found["p1e1"])
-    connection.execute(text(f"UPDATE {table} SET {column} = {value} WHERE id = :id"), {"id": row_id})
-    problem = only(verify(connection), FIELD)
-    assert (problem.table, problem.id, problem.field) == (table, row_id, column)
-    assert problem.expected != problem.found
+    """Each edit alone, in a savepoint rolled back after its check (one audit loop for all of them)."""
+    named = {}
+    for name, (table, column, value, locate) in EDITS.items():
+        edit = connection.begin_nested()
+        row_id = _one(connection, locate, audit=loop.audit, replaced=loop.replaced, p1e1=loop.found["p1e1"])
+        connection.execute(text(f"UPDATE {table} SET {column} = {value} WHERE id = :id"), {"id": row_id})
+        problem = only(verify(connection), FIELD)
+        edit.rollback()
+        assert problem.expected != problem.found, name
+        named[name] = (problem.table, problem.id, problem.field) == (table, row_id, column)
+    assert named == dict.fromkeys(EDITS, True)
+    assert verify(connection).ok  # every edit was undone
 
 
 def test_a_verdict_changed_inside_the_signed_report_is_named(loop: Loop, connection: Connection) -> None:
